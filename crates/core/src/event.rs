@@ -1,0 +1,63 @@
+//! The event announced for every newly stored order, and its message attributes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::order::StoredOrder;
+use crate::ports::{MessageAttribute, Publication};
+
+pub const TOPIC_SUBJECT: &str = "OrderCreated";
+
+/// `Message` of every notification: `{"type": "OrderCreated", "order": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCreated {
+    #[serde(rename = "type")]
+    pub kind: OrderCreatedType,
+    pub order: StoredOrder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderCreatedType {
+    OrderCreated,
+}
+
+impl OrderCreated {
+    pub fn new(order: StoredOrder) -> Self {
+        OrderCreated {
+            kind: OrderCreatedType::OrderCreated,
+            order,
+        }
+    }
+
+    /// Attributes subscribers can filter on without parsing the message.
+    pub fn attributes(&self) -> BTreeMap<String, MessageAttribute> {
+        BTreeMap::from([
+            (
+                "eventType".to_owned(),
+                MessageAttribute::String(TOPIC_SUBJECT.to_owned()),
+            ),
+            (
+                "currency".to_owned(),
+                MessageAttribute::String(self.order.order.currency.clone()),
+            ),
+            (
+                "customerId".to_owned(),
+                MessageAttribute::String(self.order.order.customer_id.clone()),
+            ),
+            (
+                "total".to_owned(),
+                MessageAttribute::Number(self.order.total.to_string()),
+            ),
+        ])
+    }
+
+    pub fn to_publication(&self, dedup_id: String) -> Publication {
+        Publication {
+            dedup_id,
+            subject: TOPIC_SUBJECT.to_owned(),
+            message: serde_json::to_string(self).expect("an event always serializes"),
+            attributes: self.attributes(),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! "Lambda 2": turns each INSERT on the orders stream into an `OrderCreated` publication.
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+
+use crate::event::OrderCreated;
+use crate::item::{ItemError, from_item};
+use crate::ports::{Topic, TopicError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the stream record's NewImage is not a stored order")]
+    BadImage(#[source] ItemError),
+    #[error("the event could not be published")]
+    Topic(#[source] TopicError),
+}
+
+impl TryFrom<&EventRecord> for OrderCreated {
+    type Error = ItemError;
+    fn try_from(record: &EventRecord) -> Result<Self, Self::Error> {
+        from_item(&record.change.new_image).map(OrderCreated::new)
+    }
+}
+
+/// Publishes records in stream order and stops at the first failure: the stream retries
+/// from that record, so publishing past it would only announce later orders twice.
+pub async fn publish_orders(topic: &dyn Topic, event: Event) -> DynamoDbEventResponse {
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.records {
+        if let Err(error) = publish_record(topic, record).await {
+            tracing::warn!(
+                event_id = %record.event_id,
+                error = %crate::error_chain(&error),
+                "order not published"
+            );
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
+            break;
+        }
+    }
+    response
+}
+
+/// Publishes one record; anything but an INSERT (a MODIFY or REMOVE) is not an order event.
+#[tracing::instrument(skip_all, fields(event_id = %record.event_id, order_id))]
+pub async fn publish_record(topic: &dyn Topic, record: &EventRecord) -> Result<Option<String>, PublishError> {
+    if record.event_name != "INSERT" {
+        return Ok(None);
+    }
+    let event = OrderCreated::try_from(record).map_err(PublishError::BadImage)?;
+    tracing::Span::current().record("order_id", event.order.id().as_str());
+    let message_id = topic
+        .publish(&event.to_publication(record.event_id.clone()))
+        .await
+        .map_err(PublishError::Topic)?;
+    tracing::debug!(%message_id, "order published");
+    Ok(Some(message_id))
+}

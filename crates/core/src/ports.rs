@@ -1,0 +1,80 @@
+//! The two ports the handlers need: a table that stores new orders, a topic that announces them.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::order::{OrderId, StoredOrder};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The conditional put found an order with this id. The queue delivers at least once,
+    /// so callers treat this as success.
+    #[error("order {0} already exists")]
+    AlreadyExists(OrderId),
+    #[error("the order table is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("a stored item could not be read as an order")]
+    Corrupt(#[source] BoxError),
+}
+
+/// The `orders` table, keyed by `orderID`.
+#[async_trait]
+pub trait OrderTable: Send + Sync + Debug {
+    /// Stores `order` only if no order with its id exists (a conditional put).
+    async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError>;
+
+    async fn get(&self, id: &OrderId) -> Result<Option<StoredOrder>, TableError>;
+}
+
+/// A message attribute as SNS carries it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "Type", content = "Value")]
+pub enum MessageAttribute {
+    String(String),
+    /// An exact decimal, in its text form (SNS `DataType: Number`).
+    Number(String),
+}
+
+impl MessageAttribute {
+    pub fn data_type(&self) -> &'static str {
+        match self {
+            MessageAttribute::String(_) => "String",
+            MessageAttribute::Number(_) => "Number",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            MessageAttribute::String(v) | MessageAttribute::Number(v) => v,
+        }
+    }
+}
+
+/// What the publish handler hands to the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// Stable across retries of the same stream record; a topic that can deduplicate uses it.
+    pub dedup_id: String,
+    pub subject: String,
+    pub message: String,
+    pub attributes: BTreeMap<String, MessageAttribute>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("the topic is unavailable")]
+    Unavailable(#[source] BoxError),
+    #[error("the topic refused the message: {0}")]
+    Rejected(String),
+}
+
+/// The topic downstream teams subscribe to.
+#[async_trait]
+pub trait Topic: Send + Sync + Debug {
+    /// Publishes one message and returns its message id.
+    async fn publish(&self, publication: &Publication) -> Result<String, TopicError>;
+}

@@ -31,7 +31,11 @@ pub async fn order_table(table: &dyn OrderTable) {
     );
 
     table.put_new(&order).await.expect("first put stores");
-    let got = table.get(order.id()).await.unwrap().expect("stored order is found");
+    let got = table
+        .get(order.id())
+        .await
+        .unwrap()
+        .expect("stored order is found");
     assert_eq!(got, order, "the stored order reads back exactly");
     assert_eq!(got.total.to_string(), "60.07");
 
@@ -67,6 +71,9 @@ pub async fn topic(topic: &dyn Topic) {
 
     let mut other = publication.clone();
     other.dedup_id = uuid::Uuid::new_v4().to_string();
-    let id2 = topic.publish(&other).await.expect("second publish succeeds");
+    let id2 = topic
+        .publish(&other)
+        .await
+        .expect("second publish succeeds");
     assert_ne!(id, id2, "distinct publications get distinct message ids");
 }

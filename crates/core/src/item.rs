@@ -84,7 +84,9 @@ pub fn from_item(item: &Item) -> Result<StoredOrder, ItemError> {
         Some(AttributeValue::L(list)) => list
             .iter()
             .enumerate()
-            .map(|(i, v)| order_item(v).map_err(|e| err(&format!("items[{i}].{}", e.attribute), e.problem)))
+            .map(|(i, v)| {
+                order_item(v).map_err(|e| err(&format!("items[{i}].{}", e.attribute), e.problem))
+            })
             .collect::<Result<Vec<_>, _>>()?,
         _ => return Err(err("items", "missing or not a list")),
     };
@@ -150,7 +152,9 @@ fn opt_s(m: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<Strin
 
 fn req_money(m: &HashMap<String, AttributeValue>, name: &str) -> Result<Money, ItemError> {
     match m.get(name) {
-        Some(AttributeValue::N(v)) => Money::parse_json_number(v).map_err(|e| err(name, e.to_string())),
+        Some(AttributeValue::N(v)) => {
+            Money::parse_json_number(v).map_err(|e| err(name, e.to_string()))
+        }
         _ => Err(err(name, "missing or not a number")),
     }
 }
@@ -181,11 +185,16 @@ mod tests {
     #[test]
     fn a_stored_order_round_trips_through_its_item() {
         let body = br#"{"orderID":"o-1","customerId":"c","items":[{"sku":"A","quantity":2,"unitPrice":1234567.89}],"currency":"USD","shippingAddress":{"line1":"l","city":"c","postalCode":"p","country":"US"},"notes":"n"}"#;
-        let order = OrderRequest::parse(body).unwrap().into_order(OrderId::generate);
+        let order = OrderRequest::parse(body)
+            .unwrap()
+            .into_order(OrderId::generate);
         let now = chrono::Utc::now();
         let stored = StoredOrder::new(order, now, now).unwrap();
         let item = to_item(&stored);
-        assert_eq!(item.get("total"), Some(&AttributeValue::N("2469135.78".into())));
+        assert_eq!(
+            item.get("total"),
+            Some(&AttributeValue::N("2469135.78".into()))
+        );
         let back = from_item(&item).unwrap();
         assert_eq!(back.order, stored.order);
         assert_eq!(back.total, stored.total);

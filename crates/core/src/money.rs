@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn parses_exact_decimal_text() {
-        assert_eq!(Money::parse_json_number("19.99").unwrap().to_string(), "19.99");
+        assert_eq!(
+            Money::parse_json_number("19.99").unwrap().to_string(),
+            "19.99"
+        );
         assert_eq!(Money::parse_json_number("1e2").unwrap().to_string(), "100");
         assert_eq!(Money::parse_json_number("0.10").unwrap().to_string(), "0.1");
         assert_eq!(Money::parse_json_number("-0").unwrap().to_string(), "0");

@@ -229,16 +229,77 @@ impl OrderStatus {
 
 /// An order as kept in the `orders` table and announced downstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "StoredOrderJson", into = "StoredOrderJson")]
 pub struct StoredOrder {
-    #[serde(flatten)]
     pub order: Order,
     pub total: Money,
     pub status: OrderStatus,
-    #[serde(with = "rfc3339")]
     pub received_at: DateTime<Utc>,
-    #[serde(with = "rfc3339")]
     pub stored_at: DateTime<Utc>,
+}
+
+/// The JSON of a [`StoredOrder`]: the order's fields and the stored ones side by side. Spelled
+/// out rather than `#[serde(flatten)]`: flatten buffers the fields (numbers as floats), and
+/// money, read from its exact decimal text, cannot be read back from that buffer.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredOrderJson {
+    #[serde(rename = "orderID")]
+    order_id: OrderId,
+    customer_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    customer_email: Option<String>,
+    items: Vec<OrderItem>,
+    currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shipping_address: Option<ShippingAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+    total: Money,
+    status: OrderStatus,
+    #[serde(with = "rfc3339")]
+    received_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    stored_at: DateTime<Utc>,
+}
+
+impl From<StoredOrder> for StoredOrderJson {
+    fn from(s: StoredOrder) -> Self {
+        let o = s.order;
+        StoredOrderJson {
+            order_id: o.order_id,
+            customer_id: o.customer_id,
+            customer_email: o.customer_email,
+            items: o.items,
+            currency: o.currency,
+            shipping_address: o.shipping_address,
+            notes: o.notes,
+            total: s.total,
+            status: s.status,
+            received_at: s.received_at,
+            stored_at: s.stored_at,
+        }
+    }
+}
+
+impl From<StoredOrderJson> for StoredOrder {
+    fn from(j: StoredOrderJson) -> Self {
+        StoredOrder {
+            order: Order {
+                order_id: j.order_id,
+                customer_id: j.customer_id,
+                customer_email: j.customer_email,
+                items: j.items,
+                currency: j.currency,
+                shipping_address: j.shipping_address,
+                notes: j.notes,
+            },
+            total: j.total,
+            status: j.status,
+            received_at: j.received_at,
+            stored_at: j.stored_at,
+        }
+    }
 }
 
 impl StoredOrder {
@@ -287,12 +348,10 @@ fn schema_errors(value: &Value) -> Vec<FieldError> {
                 message: pattern_message(&path).into(),
                 field: path,
             }),
-            jsonschema::error::ValidationErrorKind::MultipleOf { .. } => {
-                details.push(FieldError {
-                    field: path,
-                    message: MoneyError::TooManyDecimals.to_string(),
-                })
-            }
+            jsonschema::error::ValidationErrorKind::MultipleOf { .. } => details.push(FieldError {
+                field: path,
+                message: MoneyError::TooManyDecimals.to_string(),
+            }),
             _ => details.push(FieldError {
                 field: path,
                 message: error.to_string(),
@@ -381,6 +440,7 @@ fn join_field(parent: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SubsecRound;
     use serde_json::json;
 
     fn valid() -> Value {
@@ -436,7 +496,12 @@ mod tests {
         let a = parse(&v).unwrap().into_order(OrderId::generate);
         let b = parse(&v).unwrap().into_order(OrderId::generate);
         assert!(a.order_id < b.order_id);
-        assert_eq!(uuid::Uuid::parse_str(a.order_id.as_str()).unwrap().get_version_num(), 7);
+        assert_eq!(
+            uuid::Uuid::parse_str(a.order_id.as_str())
+                .unwrap()
+                .get_version_num(),
+            7
+        );
     }
 
     #[test]
@@ -519,6 +584,18 @@ mod tests {
         v.as_object_mut().unwrap().remove("orderID");
         let err = Order::parse(v.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.details()[0].field, "orderID");
+    }
+
+    #[test]
+    fn a_stored_order_reads_back_from_its_json_exactly() {
+        let mut v = valid();
+        v["items"][0] = json!({"sku": "GOLD", "quantity": 9999, "unitPrice": 123456789.01});
+        let order = parse(&v).unwrap().into_order(OrderId::generate);
+        let now = chrono::Utc::now().trunc_subsecs(3);
+        let stored = StoredOrder::new(order, now, now).unwrap();
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(json.contains("\"total\":1234444433311.09,"), "{json}");
+        assert_eq!(serde_json::from_str::<StoredOrder>(&json).unwrap(), stored);
     }
 
     #[test]

@@ -1,0 +1,256 @@
+//! orderflow's embedded engine: one SQLite database with the semantics of SQS, DynamoDB,
+//! DynamoDB Streams and SNS, plus the pollers that run the core handlers on it.
+
+pub mod db;
+pub mod delivery;
+pub mod pollers;
+pub mod queue;
+pub mod schema;
+pub mod stream;
+pub mod table;
+pub mod topic;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use orderflow_core::{OrderTable, Topic};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use db::{Db, DbError};
+pub use delivery::DeliveryConfig;
+pub use pollers::StreamPollerConfig;
+pub use queue::{Queue, QueueConfig, QueueStats};
+pub use stream::Stream;
+pub use table::SqliteOrderTable;
+pub use topic::{DeliveryStats, Protocol, SqliteTopic, Subscription, SubscriptionStatus};
+
+pub const DATABASE_FILE: &str = "orderflow.db";
+const STREAM_CONSUMER: &str = "publish-orders";
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub queue: QueueConfig,
+    /// Store batches handled at once, like Lambda's concurrency for the SQS mapping.
+    pub store_concurrency: usize,
+    pub stream: StreamPollerConfig,
+    pub delivery: DeliveryConfig,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            queue: QueueConfig::orders(),
+            store_concurrency: 4,
+            stream: StreamPollerConfig::default(),
+            delivery: DeliveryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot create the data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the database")]
+    Db(#[from] DbError),
+    #[error("cannot build the HTTP client for deliveries")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub queue: QueueStats,
+    pub orders: OrderStats,
+    pub stream: StreamStats,
+    pub deliveries: DeliveryStats,
+    pub subscriptions: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderStats {
+    pub stored: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStats {
+    pub pending: u64,
+    pub failed: u64,
+}
+
+/// The whole embedded pipeline: storage plus its background pollers.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    db: Arc<Db>,
+    queue: Arc<Queue>,
+    table: Arc<SqliteOrderTable>,
+    stream: Arc<Stream>,
+    topic: Arc<SqliteTopic>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(path)
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the data directory and its database. Nothing runs until `start`.
+    pub fn open(config: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        create_private_dir(&config.data_dir).map_err(|source| EngineError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&config.data_dir.join(DATABASE_FILE), schema::migrate)?;
+        let queue = Arc::new(Queue::new(Arc::clone(&db), config.queue.clone()));
+        let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
+        let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));
+        let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)));
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Engine {
+            config,
+            db,
+            queue,
+            table,
+            stream,
+            topic,
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Starts the pollers and the delivery worker. `public_url` is how subscribers reach us.
+    pub fn start(&self, public_url: &str) -> Result<(), EngineError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("orderflow/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(EngineError::HttpClient)?;
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        let table: Arc<dyn OrderTable> = self.table.clone();
+        for _ in 0..self.config.store_concurrency.max(1) {
+            tasks.push(tokio::spawn(pollers::run_store_poller(
+                Arc::clone(&self.queue),
+                Arc::clone(&table),
+                self.shutdown.subscribe(),
+            )));
+        }
+        let topic: Arc<dyn Topic> = self.topic.clone();
+        tasks.push(tokio::spawn(pollers::run_stream_poller(
+            Arc::clone(&self.stream),
+            Arc::clone(self.table.stream_notify()),
+            topic,
+            self.config.stream.clone(),
+            self.shutdown.subscribe(),
+        )));
+        let mut delivery = self.config.delivery.clone();
+        delivery.public_url = public_url.to_owned();
+        tasks.push(tokio::spawn(delivery::run_delivery_worker(
+            Arc::clone(&self.topic),
+            client,
+            delivery,
+            self.shutdown.subscribe(),
+        )));
+        Ok(())
+    }
+
+    /// True while every background task is alive.
+    pub fn is_running(&self) -> bool {
+        let tasks = self.tasks.lock().expect("tasks lock");
+        !tasks.is_empty() && tasks.iter().all(|t| !t.is_finished()) && !*self.shutdown.borrow()
+    }
+
+    /// Stops the pollers (each finishes its current batch), then closes the database.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let db = Arc::clone(&self.db);
+        let _ = tokio::task::spawn_blocking(move || db.close()).await;
+    }
+
+    pub fn queue(&self) -> &Arc<Queue> {
+        &self.queue
+    }
+
+    pub fn table(&self) -> &Arc<SqliteOrderTable> {
+        &self.table
+    }
+
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    pub fn topic(&self) -> &Arc<SqliteTopic> {
+        &self.topic
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub async fn stats(&self) -> Result<Stats, DbError> {
+        let queue = self.queue.stats().await?;
+        let stored = self
+            .db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0))?))
+            .await?;
+        let pending = self.stream.pending_count().await?;
+        let failed = self
+            .db
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT count(*) FROM stream_failures", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .await?;
+        let deliveries = self.topic.delivery_stats().await?;
+        let subscriptions = self
+            .db
+            .read(|c| {
+                Ok(c.query_row("SELECT count(*) FROM subscriptions", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await?;
+        Ok(Stats {
+            queue,
+            orders: OrderStats {
+                stored: stored as u64,
+            },
+            stream: StreamStats {
+                pending,
+                failed: failed as u64,
+            },
+            deliveries,
+            subscriptions: subscriptions as u64,
+        })
+    }
+}

@@ -44,7 +44,10 @@ pub async fn publish_orders(topic: &dyn Topic, event: Event) -> DynamoDbEventRes
 
 /// Publishes one record; anything but an INSERT (a MODIFY or REMOVE) is not an order event.
 #[tracing::instrument(skip_all, fields(event_id = %record.event_id, order_id))]
-pub async fn publish_record(topic: &dyn Topic, record: &EventRecord) -> Result<Option<String>, PublishError> {
+pub async fn publish_record(
+    topic: &dyn Topic,
+    record: &EventRecord,
+) -> Result<Option<String>, PublishError> {
     if record.event_name != "INSERT" {
         return Ok(None);
     }

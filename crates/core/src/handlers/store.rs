@@ -45,7 +45,10 @@ pub async fn store_orders(table: &dyn OrderTable, event: SqsEvent) -> SqsBatchRe
 }
 
 #[tracing::instrument(skip_all, fields(message_id = message.message_id.as_deref().unwrap_or(""), order_id))]
-pub async fn store_record(table: &dyn OrderTable, message: &SqsMessage) -> Result<Stored, StoreError> {
+pub async fn store_record(
+    table: &dyn OrderTable,
+    message: &SqsMessage,
+) -> Result<Stored, StoreError> {
     let body = message.body.as_deref().ok_or(StoreError::NoBody)?;
     let order = Order::parse(body.as_bytes()).map_err(StoreError::NotAnOrder)?;
     tracing::Span::current().record("order_id", order.order_id.as_str());

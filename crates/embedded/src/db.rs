@@ -1,0 +1,293 @@
+//! One SQLite database, one writer thread that group-commits, and a small pool of readers.
+//!
+//! Every mutation is a job sent to the writer. The writer takes all jobs that are waiting,
+//! runs each in its own savepoint inside one transaction and commits once, so many
+//! concurrent requests share one fsync. A job learns its result only after the commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Most jobs folded into one transaction; bounds the latency one commit adds.
+const MAX_GROUP: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the transaction could not be committed")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    #[error("stored data is not valid")]
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the database is closed")]
+    Closed,
+}
+
+type Completion = Box<dyn FnOnce(Option<&Arc<rusqlite::Error>>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+#[derive(Debug)]
+pub struct Db {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL: readers never block the writer. FULL: every commit fsyncs the WAL, which is
+    // what makes a 202 a promise.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens (creating if needed) the database and runs `migrate` on the writer connection.
+    pub fn open(
+        path: &Path,
+        migrate: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<Arc<Db>, DbError> {
+        let conn = open_connection(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        restrict_permissions(path);
+        migrate(&conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("orderflow-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .expect("spawn writer thread");
+        Ok(Arc::new(Db {
+            path: path.to_owned(),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer inside a group-committed transaction; returns once committed.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<R, DbError>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit_error: Option<&Arc<rusqlite::Error>>| {
+                let result = match commit_error {
+                    None => result,
+                    Some(e) => Err(DbError::Commit(e.clone())),
+                };
+                let _ = done_tx.send(result);
+            })
+        });
+        {
+            let jobs = self.jobs.lock().expect("jobs lock");
+            let sender = jobs.as_ref().ok_or(DbError::Closed)?;
+            sender.send(job).map_err(|_| DbError::Closed)?;
+        }
+        done_rx.await.map_err(|_| DbError::Closed)?
+    }
+
+    /// Runs `f` on a pooled read connection, off the async runtime.
+    pub async fn read<R, F>(self: &Arc<Self>, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let db = Arc::clone(self);
+        tokio::task::spawn_blocking(move || db.read_blocking(f))
+            .await
+            .map_err(|_| DbError::Closed)?
+    }
+
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, DbError>,
+    ) -> Result<R, DbError> {
+        let conn = match self.readers.lock().expect("readers lock").pop() {
+            Some(c) => c,
+            None => open_connection(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?,
+        };
+        let result = f(&conn);
+        let mut readers = self.readers.lock().expect("readers lock");
+        if readers.len() < 8 {
+            readers.push(conn);
+        }
+        result
+    }
+
+    /// Stops the writer after the jobs already sent; later writes fail with `Closed`.
+    pub fn close(&self) {
+        self.jobs.lock().expect("jobs lock").take();
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+        self.readers.lock().expect("readers lock").clear();
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, DbError>,
+) -> Result<R, DbError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(r)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let commit_error = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => None,
+            Err(e) => Some(Arc::new(e)),
+        };
+        if let Some(e) = commit_error {
+            tracing::error!(error = %e, "could not begin a transaction");
+            // Each job still runs so it can answer; nothing of it is kept.
+            let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
+            for c in completions {
+                c(Some(&e));
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
+        let commit_error = conn.execute_batch("COMMIT").err().map(Arc::new);
+        if let Some(e) = &commit_error {
+            tracing::error!(error = %e, "commit failed; rolling back the group");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for c in completions {
+            c(commit_error.as_ref());
+        }
+    }
+    // A clean stop: fold the WAL back so the next start is quick.
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for p in [
+        path.to_owned(),
+        path.with_extension("db-wal"),
+        path.with_extension("db-shm"),
+    ] {
+        if p.exists() {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) {}
+
+/// Milliseconds since the epoch: the unit every timestamp column uses.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &tempfile::TempDir) -> Arc<Db> {
+        Db::open(&dir.path().join("t.db"), |c| {
+            c.execute_batch("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)")
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_undo_its_neighbours_in_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let mut handles = Vec::new();
+        for i in 0..50 {
+            let db = Arc::clone(&db);
+            handles.push(tokio::spawn(async move {
+                db.write(move |c| {
+                    c.execute("INSERT INTO t (k) VALUES (?1)", [format!("k{}", i % 25)])?;
+                    Ok(())
+                })
+                .await
+                .is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for h in handles {
+            ok += h.await.unwrap() as usize;
+        }
+        assert_eq!(ok, 25, "each key is inserted once; duplicates fail alone");
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 25);
+    }
+
+    #[tokio::test]
+    async fn writes_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(&dir);
+            db.write(|c| Ok(c.execute("INSERT INTO t (k) VALUES ('x')", [])?))
+                .await
+                .unwrap();
+            db.close();
+        }
+        let db = open(&dir);
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn the_database_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let mode = std::fs::metadata(db.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+    }
+}

@@ -1,0 +1,99 @@
+//! The database schema, created on open; `user_version` records which migrations ran.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE queue_messages (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue             TEXT    NOT NULL,
+    message_id        TEXT    NOT NULL UNIQUE,
+    body              TEXT    NOT NULL,
+    attributes        TEXT    NOT NULL DEFAULT '{}',
+    sent_at           INTEGER NOT NULL,
+    visible_at        INTEGER NOT NULL,
+    receive_count     INTEGER NOT NULL DEFAULT 0,
+    first_received_at INTEGER,
+    receipt_handle    TEXT,
+    source_queue      TEXT,
+    dead_lettered_at  INTEGER,
+    last_error        TEXT
+);
+CREATE INDEX queue_messages_visible ON queue_messages (queue, visible_at);
+CREATE INDEX queue_messages_receipt ON queue_messages (receipt_handle);
+
+CREATE TABLE orders (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id TEXT    NOT NULL UNIQUE,
+    item     TEXT    NOT NULL
+);
+
+CREATE TABLE stream_records (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id   TEXT    NOT NULL UNIQUE,
+    event_name TEXT    NOT NULL,
+    keys       TEXT    NOT NULL,
+    new_image  TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL
+);
+
+CREATE TABLE stream_checkpoints (
+    consumer TEXT    PRIMARY KEY,
+    seq      INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE stream_failures (
+    seq       INTEGER PRIMARY KEY,
+    event_id  TEXT    NOT NULL,
+    record    TEXT    NOT NULL,
+    attempts  INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL
+);
+
+CREATE TABLE subscriptions (
+    id           TEXT    PRIMARY KEY,
+    arn          TEXT    NOT NULL UNIQUE,
+    protocol     TEXT    NOT NULL,
+    endpoint     TEXT    NOT NULL,
+    status       TEXT    NOT NULL,
+    token        TEXT    NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    confirmed_at INTEGER
+);
+
+CREATE TABLE topic_messages (
+    message_id   TEXT    PRIMARY KEY,
+    dedup_id     TEXT    NOT NULL UNIQUE,
+    subject      TEXT    NOT NULL,
+    message      TEXT    NOT NULL,
+    attributes   TEXT    NOT NULL,
+    published_at INTEGER NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscription_id TEXT    NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    kind            TEXT    NOT NULL,
+    message_id      TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    UNIQUE (subscription_id, message_id)
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+"#];
+
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The orders change stream: INSERT records in commit order, read by a checkpointed consumer,
+//! delivered as DynamoDB Streams events; records that keep failing go to an on-failure table.
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::dynamodb::{EventRecord, StreamRecord, StreamViewType};
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::db::{Db, DbError, now_ms};
+
+pub const REGION: &str = "local";
+pub const STREAM_ARN: &str = "arn:aws:dynamodb:local:000000000000:table/orders/stream/local";
+
+#[derive(Debug)]
+pub struct Stream {
+    db: Arc<Db>,
+    consumer: String,
+}
+
+/// Records after the consumer's checkpoint.
+#[derive(Debug)]
+pub struct Pending {
+    /// How many times the first record has already been tried and failed.
+    pub attempts: u32,
+    pub records: Vec<(i64, EventRecord)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamFailure {
+    pub sequence_number: String,
+    pub event_id: String,
+    pub attempts: u32,
+    pub failed_at: String,
+    pub record: serde_json::Value,
+}
+
+/// DynamoDB sequence numbers are decimal strings that sort by length then value; ours are
+/// zero-padded so they also sort as text.
+pub fn sequence_number(seq: i64) -> String {
+    format!("{seq:021}")
+}
+
+impl Stream {
+    pub fn new(db: Arc<Db>, consumer: &str) -> Self {
+        Stream {
+            db,
+            consumer: consumer.to_owned(),
+        }
+    }
+
+    pub async fn read(&self, limit: usize) -> Result<Pending, DbError> {
+        let consumer = self.consumer.clone();
+        self.db
+            .read(move |c| {
+                let (checkpoint, attempts) = checkpoint_of(c, &consumer)?;
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, event_id, event_name, keys, new_image, created_at, size_bytes
+                     FROM stream_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows: Vec<(i64, String, String, String, String, i64, i64)> = stmt
+                    .query_map(params![checkpoint, limit as i64], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let mut records = Vec::with_capacity(rows.len());
+                for (seq, event_id, event_name, keys, image, created, size) in rows {
+                    let mut change = StreamRecord::default();
+                    change.approximate_creation_date_time =
+                        orderflow_core::time::from_millis(created).unwrap_or_default();
+                    change.keys =
+                        serde_json::from_str(&keys).map_err(|e| DbError::Corrupt(e.into()))?;
+                    change.new_image =
+                        serde_json::from_str(&image).map_err(|e| DbError::Corrupt(e.into()))?;
+                    change.sequence_number = Some(sequence_number(seq));
+                    change.size_bytes = size;
+                    change.stream_view_type = Some(StreamViewType::NewImage);
+                    let mut record = EventRecord::default();
+                    record.aws_region = REGION.into();
+                    record.change = change;
+                    record.event_id = event_id;
+                    record.event_name = event_name;
+                    record.event_source = Some("aws:dynamodb".into());
+                    record.event_version = Some("1.1".into());
+                    record.event_source_arn = Some(STREAM_ARN.into());
+                    records.push((seq, record));
+                }
+                Ok(Pending { attempts, records })
+            })
+            .await
+    }
+
+    /// Everything up to and including `seq` is done.
+    pub async fn checkpoint(&self, seq: i64) -> Result<(), DbError> {
+        let consumer = self.consumer.clone();
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO stream_checkpoints (consumer, seq, attempts) VALUES (?1, ?2, 0)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = max(seq, excluded.seq), attempts = 0",
+                )?
+                .execute(params![consumer, seq])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Records before `failed_seq` are done; the record at `failed_seq` failed once more.
+    pub async fn record_failed_attempt(&self, failed_seq: i64) -> Result<u32, DbError> {
+        let consumer = self.consumer.clone();
+        self.db
+            .write(move |c| {
+                let (checkpoint, attempts) = checkpoint_of(c, &consumer)?;
+                let attempts = if checkpoint == failed_seq - 1 { attempts + 1 } else { 1 };
+                c.prepare_cached(
+                    "INSERT INTO stream_checkpoints (consumer, seq, attempts) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, attempts = excluded.attempts",
+                )?
+                .execute(params![consumer, failed_seq - 1, attempts])?;
+                Ok(attempts)
+            })
+            .await
+    }
+
+    /// Sends the record to the on-failure destination and moves past it.
+    pub async fn give_up(
+        &self,
+        seq: i64,
+        record: &EventRecord,
+        attempts: u32,
+    ) -> Result<(), DbError> {
+        let consumer = self.consumer.clone();
+        let body = serde_json::to_string(record).expect("records serialize");
+        let event_id = record.event_id.clone();
+        self.db
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO stream_failures (seq, event_id, record, attempts, failed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![seq, event_id, body, attempts, now_ms()])?;
+                c.prepare_cached(
+                    "INSERT INTO stream_checkpoints (consumer, seq, attempts) VALUES (?1, ?2, 0)
+                     ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, attempts = 0",
+                )?
+                .execute(params![consumer, seq])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Records not yet consumed (the stream's lag).
+    pub async fn pending_count(&self) -> Result<u64, DbError> {
+        let consumer = self.consumer.clone();
+        self.db
+            .read(move |c| {
+                let (checkpoint, _) = checkpoint_of(c, &consumer)?;
+                let n: i64 = c.query_row(
+                    "SELECT count(*) FROM stream_records WHERE seq > ?1",
+                    params![checkpoint],
+                    |r| r.get(0),
+                )?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    pub async fn failures(&self, limit: usize) -> Result<Vec<StreamFailure>, DbError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, event_id, record, attempts, failed_at FROM stream_failures ORDER BY seq LIMIT ?1",
+                )?;
+                let rows = stmt
+                    .query_map(params![limit as i64], |r| {
+                        let record: String = r.get(2)?;
+                        let failed_at: i64 = r.get(4)?;
+                        Ok(StreamFailure {
+                            sequence_number: sequence_number(r.get(0)?),
+                            event_id: r.get(1)?,
+                            attempts: r.get(3)?,
+                            failed_at: orderflow_core::time::from_millis(failed_at)
+                                .map(|t| orderflow_core::time::format(&t))
+                                .unwrap_or_default(),
+                            record: serde_json::from_str(&record).unwrap_or(serde_json::Value::String(record)),
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+}
+
+fn checkpoint_of(c: &rusqlite::Connection, consumer: &str) -> Result<(i64, u32), DbError> {
+    use rusqlite::OptionalExtension;
+    Ok(
+        c.prepare_cached("SELECT seq, attempts FROM stream_checkpoints WHERE consumer = ?1")?
+            .query_row(params![consumer], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, 0)),
+    )
+}

@@ -1,0 +1,184 @@
+//! The `orders` table: a conditional put that appends the INSERT stream record in the same
+//! transaction, so the change stream can never miss or invent an order.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use orderflow_core::item::{from_item, key_of, to_item};
+use orderflow_core::{OrderId, OrderTable, StoredOrder, TableError};
+use rusqlite::{OptionalExtension, params};
+use tokio::sync::Notify;
+
+use crate::db::{Db, DbError, now_ms};
+
+#[derive(Debug)]
+pub struct SqliteOrderTable {
+    db: Arc<Db>,
+    stream_notify: Arc<Notify>,
+}
+
+/// One page of stored orders, newest first.
+#[derive(Debug)]
+pub struct OrderPage {
+    pub orders: Vec<StoredOrder>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<DbError> for TableError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Corrupt(source) => TableError::Corrupt(source),
+            other => TableError::Unavailable(Box::new(other)),
+        }
+    }
+}
+
+impl SqliteOrderTable {
+    pub fn new(db: Arc<Db>) -> Self {
+        SqliteOrderTable {
+            db,
+            stream_notify: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the stream poller when a record is appended.
+    pub fn stream_notify(&self) -> &Arc<Notify> {
+        &self.stream_notify
+    }
+
+    /// The most recent orders first; `cursor` is the `next_cursor` of the previous page.
+    pub async fn list(&self, limit: usize, cursor: Option<&str>) -> Result<OrderPage, TableError> {
+        let before = match cursor {
+            None => i64::MAX,
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| TableError::Corrupt(format!("invalid cursor {c:?}").into()))?,
+        };
+        let limit = limit.clamp(1, 1000);
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, item FROM orders WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                )?;
+                let rows: Vec<(i64, String)> = stmt
+                    .query_map(params![before, limit as i64 + 1], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let has_more = rows.len() > limit;
+                let mut orders = Vec::with_capacity(limit);
+                let mut last_seq = None;
+                for (seq, item) in rows.into_iter().take(limit) {
+                    orders.push(decode(&item)?);
+                    last_seq = Some(seq);
+                }
+                Ok(OrderPage {
+                    orders,
+                    next_cursor: if has_more {
+                        last_seq.map(|s| s.to_string())
+                    } else {
+                        None
+                    },
+                })
+            })
+            .await
+            .map_err(TableError::from)
+    }
+
+    pub async fn count(&self) -> Result<u64, TableError> {
+        Ok(self
+            .db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0))?))
+            .await? as u64)
+    }
+}
+
+fn decode(item: &str) -> Result<StoredOrder, DbError> {
+    let item: serde_dynamo::Item =
+        serde_json::from_str(item).map_err(|e| DbError::Corrupt(e.into()))?;
+    from_item(&item).map_err(|e| DbError::Corrupt(e.into()))
+}
+
+#[async_trait]
+impl OrderTable for SqliteOrderTable {
+    async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError> {
+        let id = order.id().clone();
+        let item = serde_json::to_string(&to_item(order)).expect("items serialize");
+        let keys = serde_json::to_string(&key_of(order)).expect("keys serialize");
+        let order_id = id.to_string();
+        let inserted = self
+            .db
+            .write(move |c| {
+                let inserted = c
+                    .prepare_cached("INSERT INTO orders (order_id, item) VALUES (?1, ?2) ON CONFLICT (order_id) DO NOTHING")?
+                    .execute(params![order_id, item])?;
+                if inserted == 1 {
+                    let size = (keys.len() + item.len()) as i64;
+                    c.prepare_cached(
+                        "INSERT INTO stream_records (event_id, event_name, keys, new_image, created_at, size_bytes)
+                         VALUES (?1, 'INSERT', ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![uuid::Uuid::new_v4().simple().to_string(), keys, item, now_ms(), size])?;
+                }
+                Ok(inserted == 1)
+            })
+            .await?;
+        if inserted {
+            self.stream_notify.notify_waiters();
+            Ok(())
+        } else {
+            Err(TableError::AlreadyExists(id))
+        }
+    }
+
+    async fn get(&self, id: &OrderId) -> Result<Option<StoredOrder>, TableError> {
+        let id = id.to_string();
+        self.db
+            .read(move |c| {
+                let item: Option<String> = c
+                    .prepare_cached("SELECT item FROM orders WHERE order_id = ?1")?
+                    .query_row(params![id], |r| r.get(0))
+                    .optional()?;
+                item.as_deref().map(decode).transpose()
+            })
+            .await
+            .map_err(TableError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(dir: &tempfile::TempDir) -> SqliteOrderTable {
+        SqliteOrderTable::new(Db::open(&dir.path().join("t.db"), crate::schema::migrate).unwrap())
+    }
+
+    #[tokio::test]
+    async fn sqlite_table_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        orderflow_core::conformance::order_table(&table(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn listing_pages_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&dir);
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let o = orderflow_core::conformance::sample_order();
+            ids.push(o.id().clone());
+            t.put_new(&o).await.unwrap();
+        }
+        let p1 = t.list(2, None).await.unwrap();
+        assert_eq!(
+            p1.orders.iter().map(|o| o.id().clone()).collect::<Vec<_>>(),
+            vec![ids[4].clone(), ids[3].clone()]
+        );
+        let p2 = t.list(2, p1.next_cursor.as_deref()).await.unwrap();
+        let p3 = t.list(2, p2.next_cursor.as_deref()).await.unwrap();
+        assert_eq!(p3.orders.len(), 1);
+        assert_eq!(p3.next_cursor, None);
+        assert_eq!(t.count().await.unwrap(), 5);
+    }
+}

@@ -1,1 +1,51 @@
-fn main() {}
+//! `orderflow`: the all-in-one order pipeline (`serve`) and its command-line client.
+
+mod client;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "orderflow",
+    version,
+    about = "Order ingestion pipeline: REST API -> durable queue -> orders table -> change stream -> subscribers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline on this machine: API, queue, store, stream, topic.
+    Serve(serve::ServeArgs),
+    /// Post orders to a running server: one JSON object, a JSON array, or JSON lines.
+    Submit(client::SubmitArgs),
+    /// Read stored orders from a running server.
+    Orders(client::OrdersArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Submit(args) => client::submit(args).await,
+            Command::Orders(args) => client::orders(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", orderflow_core::error_chain(e.as_ref()));
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

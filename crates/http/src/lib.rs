@@ -1,0 +1,574 @@
+//! The HTTP API of `orderflow serve`: the same routes and responses as the AWS deployment,
+//! plus the administration endpoints of the embedded engine.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use orderflow_core::{OrderId, OrderRequest, OrderTable};
+use orderflow_embedded::topic::TOPIC_ARN;
+use orderflow_embedded::{Engine, Protocol};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use error::{ApiError, ErrorBody};
+
+/// Largest request body accepted (the contract; API Gateway allows more, SQS 256 KiB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// Cleared when shutdown starts: new writes get `503` with `Retry-After`.
+    pub accepting: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        AppState {
+            engine,
+            accepting: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(post_order).get(list_orders))
+        .route("/orders/{order_id}", get(get_order))
+        .route(
+            "/subscriptions",
+            post(create_subscription).get(list_subscriptions),
+        )
+        .route("/subscriptions/confirm", get(confirm_subscription))
+        .route("/subscriptions/unsubscribe", get(unsubscribe_link))
+        .route(
+            "/subscriptions/{id}",
+            get(get_subscription).delete(delete_subscription),
+        )
+        .route("/queue/messages", post(send_raw_message))
+        .route(
+            "/queue/dlq",
+            get(list_dead_letters).delete(purge_dead_letters),
+        )
+        .route("/queue/dlq/redrive", post(redrive_dead_letters))
+        .route("/stream/failures", get(list_stream_failures))
+        .route("/stats", get(stats))
+        .route("/healthz", get(healthz))
+        .route("/schema/order.json", get(order_schema))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_writes_when_draining,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn refuse_writes_when_draining(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let is_write = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if is_write && !state.accepting.load(Ordering::Relaxed) {
+        return ApiError::Unavailable("The server is shutting down; retry shortly".into())
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("No such route".into())
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(MAX_BODY_BYTES)
+        } else {
+            ApiError::BadRequest(format!("The request body could not be read: {rejection}"))
+        }
+    })
+}
+
+/// Parses a JSON body into `T`, rendering failures in our error format.
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    require_json(headers)?;
+    let bytes = body_bytes(body)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    serde_json::from_value(value).map_err(|e| ApiError::Invalid {
+        error: format!("The request body is invalid: {e}"),
+        details: vec![orderflow_core::FieldError {
+            field: "$".into(),
+            message: e.to_string(),
+        }],
+    })
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Accepted {
+    #[serde(rename = "orderID")]
+    order_id: String,
+    status: &'static str,
+    message: String,
+}
+
+#[tracing::instrument(skip_all, fields(order_id))]
+async fn post_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    require_json(&headers)?;
+    let bytes = body_bytes(body)?;
+    let order = OrderRequest::parse(&bytes)?.into_order(OrderId::generate);
+    let id = order.order_id.to_string();
+    tracing::Span::current().record("order_id", id.as_str());
+    // The 202 is sent only after the message is committed and fsync'd.
+    state
+        .engine
+        .queue()
+        .send(order.to_json(), BTreeMap::new())
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %orderflow_core::error_chain(&e), "could not queue the order");
+            ApiError::Unavailable(
+                "The order could not be queued durably; it was not accepted. Retry shortly".into(),
+            )
+        })?;
+    let location = format!("/orders/{id}");
+    let body = Accepted {
+        message: format!("Order {id} received"),
+        order_id: id,
+        status: "ACCEPTED",
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).map_err(|e| ApiError::invalid_field("orderID", &e.to_string()))
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_order_id(&raw)?;
+    match state
+        .engine
+        .table()
+        .get(&id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(order) => Ok(Json(order).into_response()),
+        None => Err(ApiError::NotFound(format!(
+            "Order {id} is not stored (it may still be queued)"
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_orders(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| ApiError::BadRequest(format!("Invalid query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "must be between 1 and 100",
+        ));
+    }
+    if let Some(c) = &q.cursor
+        && c.parse::<u64>().is_err()
+    {
+        return Err(ApiError::invalid_field(
+            "cursor",
+            "is not a cursor this server issued",
+        ));
+    }
+    let page = state
+        .engine
+        .table()
+        .list(limit, q.cursor.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"orders": page.orders, "nextCursor": page.next_cursor})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    protocol: String,
+    endpoint: String,
+}
+
+fn validate_endpoint(protocol: &str, endpoint: &str) -> Result<(Protocol, String), ApiError> {
+    let mut details = Vec::new();
+    let parsed_protocol = Protocol::parse(protocol);
+    if parsed_protocol.is_none() {
+        details.push(orderflow_core::FieldError {
+            field: "protocol".into(),
+            message: "must be \"http\" or \"https\"".into(),
+        });
+    }
+    match url::Url::parse(endpoint) {
+        Ok(url) => {
+            if url.host_str().is_none_or(str::is_empty) {
+                details.push(orderflow_core::FieldError {
+                    field: "endpoint".into(),
+                    message: "must name a host".into(),
+                });
+            }
+            if let Some(p) = parsed_protocol
+                && url.scheme() != p.as_str()
+            {
+                details.push(orderflow_core::FieldError {
+                    field: "endpoint".into(),
+                    message: format!(
+                        "must be an {}:// URL for protocol {}",
+                        p.as_str(),
+                        p.as_str()
+                    ),
+                });
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                details.push(orderflow_core::FieldError {
+                    field: "endpoint".into(),
+                    message: "must not carry credentials".into(),
+                });
+            }
+        }
+        Err(e) => details.push(orderflow_core::FieldError {
+            field: "endpoint".into(),
+            message: format!("is not a valid URL: {e}"),
+        }),
+    }
+    match (parsed_protocol, details.is_empty()) {
+        (Some(p), true) => Ok((p, endpoint.to_owned())),
+        _ => Err(ApiError::Invalid {
+            error: "The subscription is invalid".into(),
+            details,
+        }),
+    }
+}
+
+async fn create_subscription(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: NewSubscription = json_body(&headers, body)?;
+    let (protocol, endpoint) = validate_endpoint(&request.protocol, &request.endpoint)?;
+    let sub = state
+        .engine
+        .topic()
+        .subscribe(protocol, endpoint)
+        .await
+        .map_err(ApiError::internal)?;
+    tracing::info!(subscription = %sub.subscription_arn, endpoint = %sub.endpoint, "subscription created; confirmation sent");
+    Ok((StatusCode::CREATED, Json(sub)).into_response())
+}
+
+async fn list_subscriptions(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let subs = state
+        .engine
+        .topic()
+        .health()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"subscriptions": subs})).into_response())
+}
+
+async fn get_subscription(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state
+        .engine
+        .topic()
+        .get(id.clone())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(sub) => Ok(Json(sub).into_response()),
+        None => Err(ApiError::NotFound(format!(
+            "Subscription {id} does not exist"
+        ))),
+    }
+}
+
+async fn delete_subscription(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if state
+        .engine
+        .topic()
+        .unsubscribe(id.clone())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "Subscription {id} does not exist"
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfirmQuery {
+    token: Option<String>,
+    topic_arn: Option<String>,
+}
+
+fn sns_xml(action: &str, result: &str) -> Response {
+    let request_id = uuid::Uuid::new_v4();
+    let body = format!(
+        "<{action}Response xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>\n"
+    );
+    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+/// The `SubscribeURL` of the confirmation handshake; answers like SNS's ConfirmSubscription.
+async fn confirm_subscription(
+    State(state): State<AppState>,
+    Query(q): Query<ConfirmQuery>,
+) -> Result<Response, ApiError> {
+    let token = q
+        .token
+        .ok_or_else(|| ApiError::invalid_field("Token", "is required"))?;
+    if q.topic_arn.as_deref().is_some_and(|arn| arn != TOPIC_ARN) {
+        return Err(ApiError::NotFound("No such topic".into()));
+    }
+    match state
+        .engine
+        .topic()
+        .confirm(token)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(sub) => {
+            tracing::info!(subscription = %sub.subscription_arn, "subscription confirmed");
+            Ok(sns_xml(
+                "ConfirmSubscription",
+                &format!(
+                    "<ConfirmSubscriptionResult><SubscriptionArn>{}</SubscriptionArn></ConfirmSubscriptionResult>",
+                    sub.subscription_arn
+                ),
+            ))
+        }
+        None => Err(ApiError::NotFound(
+            "Unknown or expired confirmation token".into(),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UnsubscribeQuery {
+    subscription_arn: String,
+}
+
+/// The `UnsubscribeURL` in every notification.
+async fn unsubscribe_link(
+    State(state): State<AppState>,
+    Query(q): Query<UnsubscribeQuery>,
+) -> Result<Response, ApiError> {
+    if state
+        .engine
+        .topic()
+        .unsubscribe(q.subscription_arn.clone())
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Ok(sns_xml("Unsubscribe", ""))
+    } else {
+        Err(ApiError::NotFound(format!(
+            "Subscription {} does not exist",
+            q.subscription_arn
+        )))
+    }
+}
+
+/// Puts a body straight onto the orders queue, as any SQS producer could on AWS.
+async fn send_raw_message(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let body = String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest("A queue message must be UTF-8 text".into()))?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "A queue message must not be empty".into(),
+        ));
+    }
+    let id = state
+        .engine
+        .queue()
+        .send(body, BTreeMap::new())
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("The message could not be queued: {e}")))?;
+    Ok((StatusCode::CREATED, Json(json!({"messageId": id}))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageIds {
+    #[serde(default)]
+    message_ids: Option<Vec<String>>,
+}
+
+async fn list_dead_letters(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let messages = state
+        .engine
+        .queue()
+        .dead_letters(1000)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"messages": messages})).into_response())
+}
+
+fn optional_ids(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let bytes = body_bytes(body)?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let ids: MessageIds = json_body(headers, Ok(bytes))?;
+    Ok(ids.message_ids)
+}
+
+async fn redrive_dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ids = optional_ids(&headers, body)?;
+    let moved = state
+        .engine
+        .queue()
+        .redrive(ids)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"redriven": moved})).into_response())
+}
+
+async fn purge_dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ids = optional_ids(&headers, body)?;
+    let purged = state
+        .engine
+        .queue()
+        .purge_dead_letters(ids)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"purged": purged})).into_response())
+}
+
+async fn list_stream_failures(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let failures = state
+        .engine
+        .stream()
+        .failures(1000)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"records": failures})).into_response())
+}
+
+async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let stats = state.engine.stats().await.map_err(ApiError::internal)?;
+    Ok(Json(stats).into_response())
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let store_ok = state
+        .engine
+        .table()
+        .get(&OrderId::parse("healthz").expect("valid id"))
+        .await
+        .is_ok();
+    let running = state.engine.is_running();
+    if store_ok && running && state.accepting.load(Ordering::Relaxed) {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "store": store_ok, "pollers": running})),
+        )
+            .into_response()
+    }
+}
+
+async fn order_schema() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/schema+json")],
+        orderflow_core::order::ORDER_SCHEMA,
+    )
+        .into_response()
+}

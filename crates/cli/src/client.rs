@@ -1,0 +1,256 @@
+//! The client commands: `submit` and `orders`, talking to a running server over HTTP.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::BoxError;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Base URL of a running `orderflow serve`.
+    #[arg(
+        long,
+        env = "ORDERFLOW_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// File with one order, a JSON array of orders, or JSON lines; `-` or nothing reads stdin.
+    #[arg(default_value = "-")]
+    file: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OrdersArgs {
+    #[command(subcommand)]
+    command: OrdersCommand,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrdersCommand {
+    /// Print one stored order as JSON.
+    Get {
+        /// The orderID.
+        id: String,
+    },
+    /// List the most recent stored orders.
+    List {
+        /// How many orders (newest first).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn client() -> Result<reqwest::Client, BoxError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("orderflow-cli/", env!("CARGO_PKG_VERSION")))
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
+
+fn endpoint(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// Splits the input into orders: a JSON array, one JSON value, or JSON lines.
+fn split_orders(text: &str) -> Result<Vec<Value>, BoxError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("no orders in the input".into());
+    }
+    if let Ok(value) = serde_json::from_str::<Value>(trimmed) {
+        return Ok(match value {
+            Value::Array(items) => items,
+            other => vec![other],
+        });
+    }
+    trimmed
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("line {}: not JSON: {e}", i + 1).into())
+        })
+        .collect()
+}
+
+fn describe_error(status: reqwest::StatusCode, body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(v) => {
+            let mut out = format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                v["error"].as_str().unwrap_or(body)
+            );
+            if let Some(details) = v["details"].as_array() {
+                for d in details {
+                    out.push_str(&format!(
+                        "\n  {}: {}",
+                        d["field"].as_str().unwrap_or("?"),
+                        d["message"].as_str().unwrap_or("?")
+                    ));
+                }
+            }
+            out
+        }
+        Err(_) => format!("HTTP {}: {body}", status.as_u16()),
+    }
+}
+
+pub async fn submit(args: SubmitArgs) -> Result<ExitCode, BoxError> {
+    let text = if args.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(&args.file)
+            .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?
+    };
+    let orders = split_orders(&text)?;
+    let client = client()?;
+    let url = endpoint(&args.server.url, "/orders");
+    let mut failures = 0;
+    for (i, order) in orders.iter().enumerate() {
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(order.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
+        let status = response.status();
+        let body = response.text().await?;
+        if status == reqwest::StatusCode::ACCEPTED {
+            let v: Value = serde_json::from_str(&body)?;
+            println!("{}", v["orderID"].as_str().unwrap_or_default());
+        } else {
+            failures += 1;
+            eprintln!(
+                "order #{} rejected: {}",
+                i + 1,
+                describe_error(status, &body)
+            );
+        }
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn orders(args: OrdersArgs) -> Result<ExitCode, BoxError> {
+    let client = client()?;
+    match args.command {
+        OrdersCommand::Get { id } => {
+            let url = endpoint(&args.server.url, &format!("/orders/{id}"));
+            let response = client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach {url}: {e}"))?;
+            let status = response.status();
+            let body = response.text().await?;
+            if status.is_success() {
+                let v: Value = serde_json::from_str(&body)?;
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{}", describe_error(status, &body));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        OrdersCommand::List { limit, json } => {
+            let mut remaining = limit as usize;
+            let mut cursor: Option<String> = None;
+            if !json {
+                println!(
+                    "{:<40} {:<20} {:>14} {:<4} STORED AT",
+                    "ORDER ID", "CUSTOMER", "TOTAL", "CUR"
+                );
+            }
+            while remaining > 0 {
+                let mut url = endpoint(
+                    &args.server.url,
+                    &format!("/orders?limit={}", remaining.min(100)),
+                );
+                if let Some(c) = &cursor {
+                    url.push_str(&format!("&cursor={c}"));
+                }
+                let response = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach {url}: {e}"))?;
+                let status = response.status();
+                let body = response.text().await?;
+                if !status.is_success() {
+                    eprintln!("{}", describe_error(status, &body));
+                    return Ok(ExitCode::FAILURE);
+                }
+                let page: Value = serde_json::from_str(&body)?;
+                let orders = page["orders"].as_array().cloned().unwrap_or_default();
+                for o in &orders {
+                    if json {
+                        println!("{o}");
+                    } else {
+                        println!(
+                            "{:<40} {:<20} {:>14} {:<4} {}",
+                            o["orderID"].as_str().unwrap_or(""),
+                            o["customerId"].as_str().unwrap_or(""),
+                            o["total"].to_string(),
+                            o["currency"].as_str().unwrap_or(""),
+                            o["storedAt"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                remaining = remaining.saturating_sub(orders.len());
+                match page["nextCursor"].as_str() {
+                    Some(c) if !orders.is_empty() => cursor = Some(c.to_owned()),
+                    _ => break,
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_may_be_an_object_an_array_or_json_lines() {
+        assert_eq!(split_orders(r#"{"a":1}"#).unwrap().len(), 1);
+        assert_eq!(split_orders(r#"[{"a":1},{"a":2}]"#).unwrap().len(), 2);
+        assert_eq!(
+            split_orders("{\"a\":1}\n\n{\"a\":2}\n{\"a\":3}\n")
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            split_orders("{\"a\":1}\nnope")
+                .unwrap_err()
+                .to_string()
+                .contains("line 2")
+        );
+        assert!(split_orders("  ").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! `orderflow serve`: wires the embedded engine, its pollers and the HTTP API, and stops
+//! them all cleanly on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use orderflow_embedded::{Engine, EngineConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::BoxError;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "ORDERFLOW_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Directory for the database (created, owner-only, if missing).
+    #[arg(long, env = "ORDERFLOW_DATA_DIR", default_value = "./orderflow-data")]
+    data_dir: PathBuf,
+    /// URL subscribers use to reach this server (confirmation links); default: the listen address.
+    #[arg(long, env = "ORDERFLOW_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// How long a received order stays invisible to other store workers.
+    #[arg(
+        long,
+        env = "ORDERFLOW_VISIBILITY_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    visibility_timeout_ms: u64,
+    /// Receives before a message moves to the dead-letter queue.
+    #[arg(long, env = "ORDERFLOW_MAX_RECEIVE_COUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_receive_count: u32,
+    /// Store batches processed concurrently.
+    #[arg(long, env = "ORDERFLOW_STORE_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    store_concurrency: u32,
+    /// First retry delay for a failed delivery; doubles per attempt, with jitter.
+    #[arg(long, env = "ORDERFLOW_DELIVERY_MIN_BACKOFF_MS", default_value_t = 500)]
+    delivery_min_backoff_ms: u64,
+    /// Longest delay between delivery attempts.
+    #[arg(
+        long,
+        env = "ORDERFLOW_DELIVERY_MAX_BACKOFF_MS",
+        default_value_t = 20_000
+    )]
+    delivery_max_backoff_ms: u64,
+    /// Attempts before a delivery is marked failed (kept and listed, never dropped silently).
+    #[arg(long, env = "ORDERFLOW_DELIVERY_MAX_ATTEMPTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    delivery_max_attempts: u32,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "ORDERFLOW_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    log_format: LogFormat,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
+    init_tracing(args.log_format);
+    if args.delivery_min_backoff_ms > args.delivery_max_backoff_ms {
+        return Err("--delivery-min-backoff-ms must not exceed --delivery-max-backoff-ms".into());
+    }
+    let mut config = EngineConfig::new(&args.data_dir);
+    config.queue.visibility_timeout = Duration::from_millis(args.visibility_timeout_ms);
+    config.queue.max_receive_count = args.max_receive_count;
+    config.store_concurrency = args.store_concurrency as usize;
+    config.delivery.min_backoff = Duration::from_millis(args.delivery_min_backoff_ms.max(1));
+    config.delivery.max_backoff = Duration::from_millis(args.delivery_max_backoff_ms.max(1));
+    config.delivery.max_attempts = args.delivery_max_attempts;
+
+    let engine = Engine::open(config)?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    let local = listener.local_addr()?;
+    let url = format!("http://{local}");
+    let public_url = args.public_url.clone().unwrap_or_else(|| url.clone());
+    engine.start(&public_url)?;
+
+    let state = orderflow_http::AppState::new(engine.clone());
+    let accepting = state.accepting.clone();
+    let app = orderflow_http::router(state);
+    tracing::info!(%url, data_dir = %args.data_dir.display(), "orderflow is ready");
+    println!(
+        "orderflow listening on {url} (data in {})",
+        args.data_dir.display()
+    );
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            accepting.store(false, Ordering::Relaxed);
+            tracing::info!("shutting down: finishing in-flight work");
+        })
+        .await?;
+    engine.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,112 @@
+//! The one error type of the HTTP edge; every failure renders our JSON error body.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use orderflow_core::FieldError;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body parsed but broke the contract; every offending field is listed.
+    Invalid {
+        error: String,
+        details: Vec<FieldError>,
+    },
+    MalformedJson(String),
+    UnsupportedMediaType,
+    PayloadTooLarge(usize),
+    NotFound(String),
+    BadRequest(String),
+    /// The server is shutting down or cannot write right now; the client should retry.
+    Unavailable(String),
+    /// Something unexpected: logged with its cause chain, shown as an opaque message.
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+
+    pub fn invalid_field(field: &str, message: &str) -> Self {
+        ApiError::Invalid {
+            error: format!("{field} {message}"),
+            details: vec![FieldError {
+                field: field.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl From<orderflow_core::OrderRejection> for ApiError {
+    fn from(r: orderflow_core::OrderRejection) -> Self {
+        match r {
+            orderflow_core::OrderRejection::MalformedJson(m) => ApiError::MalformedJson(m),
+            orderflow_core::OrderRejection::Invalid(details) => ApiError::Invalid {
+                error: format!(
+                    "The order is invalid: {} field{} failed validation",
+                    details.len(),
+                    if details.len() == 1 { "" } else { "s" }
+                ),
+                details,
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, details) = match self {
+            ApiError::Invalid { error, details } => (StatusCode::BAD_REQUEST, error, details),
+            ApiError::MalformedJson(m) => (
+                StatusCode::BAD_REQUEST,
+                format!("The request body is not valid JSON: {m}"),
+                vec![],
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected a request with Content-Type: application/json".into(),
+                vec![],
+            ),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("The request body is larger than {} KiB", limit / 1024),
+                vec![],
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m, vec![]),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, vec![]),
+            ApiError::Unavailable(m) => {
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(ErrorBody {
+                        error: m,
+                        details: vec![],
+                    }),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            ApiError::Internal(source) => {
+                tracing::error!(error = %orderflow_core::error_chain(source.as_ref()), "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error; the failure was logged".into(),
+                    vec![],
+                )
+            }
+        };
+        (status, Json(ErrorBody { error, details })).into_response()
+    }
+}

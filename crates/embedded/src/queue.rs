@@ -75,6 +75,17 @@ pub struct DeadLetter {
     pub last_error: Option<String>,
 }
 
+/// A visible message as read inside a receive.
+struct Candidate {
+    seq: i64,
+    message_id: String,
+    body: String,
+    attributes: String,
+    sent_at: i64,
+    receive_count: i64,
+    first_received_at: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct Queue {
     db: Arc<Db>,
@@ -141,20 +152,37 @@ impl Queue {
                 let mut messages = Vec::new();
                 // Moving to the DLQ does not count against `max`, so loop until filled.
                 loop {
-                    let candidates: Vec<(i64, String, String, String, i64, i64, Option<i64>)> = c
+                    let candidates: Vec<Candidate> = c
                         .prepare_cached(
                             "SELECT seq, message_id, body, attributes, sent_at, receive_count, first_received_at
                              FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
                              ORDER BY visible_at, seq LIMIT ?3",
                         )?
                         .query_map(params![queue, now, (max - messages.len()) as i64], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                            Ok(Candidate {
+                                seq: r.get(0)?,
+                                message_id: r.get(1)?,
+                                body: r.get(2)?,
+                                attributes: r.get(3)?,
+                                sent_at: r.get(4)?,
+                                receive_count: r.get(5)?,
+                                first_received_at: r.get(6)?,
+                            })
                         })?
                         .collect::<Result<_, _>>()?;
                     if candidates.is_empty() {
                         break;
                     }
-                    for (seq, message_id, body, attributes, sent_at, count, first) in candidates {
+                    for Candidate {
+                        seq,
+                        message_id,
+                        body,
+                        attributes,
+                        sent_at,
+                        receive_count: count,
+                        first_received_at: first,
+                    } in candidates
+                    {
                         if count >= max_receives {
                             c.prepare_cached(
                                 "UPDATE queue_messages SET queue = ?2, source_queue = queue, visible_at = ?3,

@@ -1,5 +1,7 @@
 //! `orderflow`: the all-in-one order pipeline (`serve`) and its command-line client.
 
+mod bench;
+mod chart;
 mod client;
 mod serve;
 
@@ -24,6 +26,8 @@ enum Command {
     Submit(client::SubmitArgs),
     /// Read stored orders from a running server.
     Orders(client::OrdersArgs),
+    /// Measure durable ingest, end-to-end latency and drain against a same-run baseline.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Submit(args) => client::submit(args).await,
             Command::Orders(args) => client::orders(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

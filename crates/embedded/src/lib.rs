@@ -4,6 +4,7 @@
 pub mod db;
 pub mod delivery;
 pub mod pollers;
+pub mod preload;
 pub mod queue;
 pub mod schema;
 pub mod stream;
@@ -27,7 +28,7 @@ pub use table::SqliteOrderTable;
 pub use topic::{DeliveryStats, Protocol, SqliteTopic, Subscription, SubscriptionStatus};
 
 pub const DATABASE_FILE: &str = "orderflow.db";
-const STREAM_CONSUMER: &str = "publish-orders";
+pub(crate) const STREAM_CONSUMER: &str = "publish-orders";
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

@@ -1,0 +1,25 @@
+//! Lambda `publish-orders` ("Lambda 2"): DynamoDB stream of the `orders` table -> SNS topic.
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use orderflow_aws::SnsTopic;
+use orderflow_aws::lambda::{ORDERS_TOPIC_ARN, init_failed, init_logging, required_env};
+use orderflow_core::handlers::publish_orders;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    let topic_arn = required_env(
+        ORDERS_TOPIC_ARN,
+        "the ARN of the SNS topic orders are announced on",
+    )
+    .map_err(init_failed)?;
+    let config = orderflow_aws::sdk_config().await;
+    let topic = SnsTopic::new(aws_sdk_sns::Client::new(&config), topic_arn);
+    let topic = &topic;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        Ok::<DynamoDbEventResponse, Error>(publish_orders(topic, event.payload).await)
+    }))
+    .await
+}

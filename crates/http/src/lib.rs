@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/schema/order.json", get(order_schema))
+        .merge(orderflow_portal::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -98,7 +98,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     let local = listener.local_addr()?;
     let url = format!("http://{local}");
     let public_url = args.public_url.clone().unwrap_or_else(|| url.clone());
-    engine.start(&public_url)?;
+    engine.start(&public_url).await?;
 
     let state = orderflow_http::AppState::new(engine.clone());
     let accepting = state.accepting.clone();

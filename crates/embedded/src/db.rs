@@ -3,6 +3,13 @@
 //! Every mutation is a job sent to the writer. The writer takes all jobs that are waiting,
 //! runs each in its own savepoint inside one transaction and commits once, so many
 //! concurrent requests share one fsync. A job learns its result only after the commit.
+//!
+//! Two durabilities: a *synced* job (an acknowledged order, a new subscription) returns only
+//! after the WAL is fsync'd. A *relaxed* job (the pipeline's internal steps) is committed and
+//! survives a process crash, but a power loss may roll back the newest relaxed commits. The
+//! WAL is a log, so what survives is always a prefix: a lost step is redone from the durable
+//! state before it (a message reappears, a record is republished), which at-least-once
+//! delivery already allows.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -26,7 +33,11 @@ pub enum DbError {
 }
 
 type Completion = Box<dyn FnOnce(Option<&Arc<rusqlite::Error>>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+struct Job {
+    synced: bool,
+    run: Box<dyn FnOnce(&Connection) -> Completion + Send>,
+}
 
 #[derive(Debug)]
 pub struct Db {
@@ -59,8 +70,14 @@ impl Db {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        restrict_permissions(path);
         migrate(&conn)?;
+        restrict_permissions(path);
+        // The database and WAL files must survive a power loss as directory entries too.
+        if let Some(dir) = path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("orderflow-writer".into())
@@ -78,14 +95,32 @@ impl Db {
         &self.path
     }
 
-    /// Runs `f` on the writer inside a group-committed transaction; returns once committed.
+    /// Runs `f` on the writer inside a group-committed transaction; returns once the commit
+    /// is fsync'd.
     pub async fn write<R, F>(&self, f: F) -> Result<R, DbError>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
     {
+        self.submit(true, f).await
+    }
+
+    /// Like [`Db::write`], but returns once committed, without waiting for an fsync.
+    pub async fn write_relaxed<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    async fn submit<R, F>(&self, synced: bool, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, DbError> + Send + 'static,
+    {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<R, DbError>>();
-        let job: Job = Box::new(move |conn: &Connection| {
+        let run = Box::new(move |conn: &Connection| -> Completion {
             let result = in_savepoint(conn, f);
             Box::new(move |commit_error: Option<&Arc<rusqlite::Error>>| {
                 let result = match commit_error {
@@ -95,6 +130,7 @@ impl Db {
                 let _ = done_tx.send(result);
             })
         });
+        let job = Job { synced, run };
         {
             let jobs = self.jobs.lock().expect("jobs lock");
             let sender = jobs.as_ref().ok_or(DbError::Closed)?;
@@ -168,12 +204,25 @@ fn in_savepoint<R>(
 }
 
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    let mut synchronous_full = true;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
             match jobs.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
+            }
+        }
+        // FULL makes this group's COMMIT fsync the WAL; NORMAL leaves it to the OS.
+        let want_full = batch.iter().any(|j| j.synced);
+        if want_full != synchronous_full {
+            match conn.pragma_update(
+                None,
+                "synchronous",
+                if want_full { "FULL" } else { "NORMAL" },
+            ) {
+                Ok(()) => synchronous_full = want_full,
+                Err(e) => tracing::error!(error = %e, "could not change synchronous mode"),
             }
         }
         let commit_error = match conn.execute_batch("BEGIN IMMEDIATE") {
@@ -183,13 +232,14 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
         if let Some(e) = commit_error {
             tracing::error!(error = %e, "could not begin a transaction");
             // Each job still runs so it can answer; nothing of it is kept.
-            let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
+            let completions: Vec<Completion> =
+                batch.into_iter().map(|job| (job.run)(&conn)).collect();
             for c in completions {
                 c(Some(&e));
             }
             continue;
         }
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job(&conn)).collect();
+        let completions: Vec<Completion> = batch.into_iter().map(|job| (job.run)(&conn)).collect();
         let commit_error = conn.execute_batch("COMMIT").err().map(Arc::new);
         if let Some(e) = &commit_error {
             tracing::error!(error = %e, "commit failed; rolling back the group");
@@ -262,6 +312,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 25);
+    }
+
+    #[tokio::test]
+    async fn a_synced_write_commits_with_synchronous_full_and_a_relaxed_one_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let mode = |c: &Connection| -> Result<i64, DbError> {
+            Ok(c.pragma_query_value(None, "synchronous", |r| r.get(0))?)
+        };
+        assert_eq!(db.write_relaxed(mode).await.unwrap(), 1, "NORMAL");
+        assert_eq!(db.write(mode).await.unwrap(), 2, "FULL");
+        assert_eq!(db.write_relaxed(mode).await.unwrap(), 1, "NORMAL again");
     }
 
     #[tokio::test]

@@ -62,6 +62,14 @@ pub enum EngineError {
     },
     #[error("cannot open the database")]
     Db(#[from] DbError),
+    #[error("the data directory {0} is in use by another orderflow process")]
+    Locked(PathBuf),
+    #[error("cannot lock the data directory {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot build the HTTP client for deliveries")]
     HttpClient(#[source] reqwest::Error),
 }
@@ -99,6 +107,8 @@ pub struct Engine {
     topic: Arc<SqliteTopic>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Held while open: one process per data directory, so queue receipts are ours alone.
+    _lock: std::fs::File,
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
@@ -123,6 +133,28 @@ impl Engine {
             path: config.data_dir.clone(),
             source,
         })?;
+        let lock_path = config.data_dir.join("orderflow.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| EngineError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(EngineError::Locked(config.data_dir.clone()));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(EngineError::Lock {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
         let db = Db::open(&config.data_dir.join(DATABASE_FILE), schema::migrate)?;
         let queue = Arc::new(Queue::new(Arc::clone(&db), config.queue.clone()));
         let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
@@ -138,11 +170,19 @@ impl Engine {
             topic,
             shutdown,
             tasks: Mutex::new(Vec::new()),
+            _lock: lock,
         }))
     }
 
     /// Starts the pollers and the delivery worker. `public_url` is how subscribers reach us.
-    pub fn start(&self, public_url: &str) -> Result<(), EngineError> {
+    pub async fn start(&self, public_url: &str) -> Result<(), EngineError> {
+        let released = self.queue.release_all_in_flight().await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "messages in flight before the last stop are visible again"
+            );
+        }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .user_agent(concat!("orderflow/", env!("CARGO_PKG_VERSION")))
@@ -253,5 +293,40 @@ impl Engine {
             deliveries,
             subscriptions: subscriptions as u64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_engine_on_the_same_data_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Engine::open(EngineConfig::new(dir.path())).unwrap();
+        let second = Engine::open(EngineConfig::new(dir.path()));
+        assert!(matches!(second, Err(EngineError::Locked(_))), "{second:?}");
+        first.shutdown().await;
+        drop(first);
+        Engine::open(EngineConfig::new(dir.path())).expect("free again once the first is gone");
+    }
+
+    #[tokio::test]
+    async fn messages_in_flight_at_a_crash_are_visible_again_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = Engine::open(EngineConfig::new(dir.path())).unwrap();
+            engine
+                .queue()
+                .send("x".into(), Default::default())
+                .await
+                .unwrap();
+            assert_eq!(engine.queue().receive(10).await.unwrap().messages.len(), 1);
+            // No delete, no shutdown: as if the process had been killed mid-batch.
+        }
+        let engine = Engine::open(EngineConfig::new(dir.path())).unwrap();
+        assert_eq!(engine.queue().release_all_in_flight().await.unwrap(), 1);
+        let again = engine.queue().receive(10).await.unwrap();
+        assert_eq!(again.messages[0].receive_count, 2);
     }
 }

@@ -147,7 +147,7 @@ impl Queue {
         let timeout = i64::try_from(self.config.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
         let max = max.clamp(1, MAX_RECEIVE_BATCH);
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 let now = now_ms();
                 let mut messages = Vec::new();
                 // Moving to the DLQ does not count against `max`, so loop until filled.
@@ -230,7 +230,7 @@ impl Queue {
             return Ok(0);
         }
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 let mut stmt =
                     c.prepare_cached("DELETE FROM queue_messages WHERE receipt_handle = ?1")?;
                 let mut n = 0;
@@ -249,7 +249,7 @@ impl Queue {
         error: String,
     ) -> Result<(), DbError> {
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 c.prepare_cached(
                     "UPDATE queue_messages SET last_error = ?2 WHERE receipt_handle = ?1",
                 )?
@@ -262,7 +262,7 @@ impl Queue {
     /// Makes in-flight messages visible at once (used on shutdown instead of waiting out the timeout).
     pub async fn release(&self, receipt_handles: Vec<String>) -> Result<(), DbError> {
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 let now = now_ms();
                 let mut stmt = c.prepare_cached(
                     "UPDATE queue_messages SET visible_at = ?2 WHERE receipt_handle = ?1",
@@ -275,6 +275,28 @@ impl Queue {
             .await?;
         self.notify.notify_waiters();
         Ok(())
+    }
+
+    /// Makes every in-flight message visible again. Used at start: only this process reads
+    /// the queue (the data directory is locked), so receipts from before a crash are void and
+    /// their messages need not wait out the visibility timeout.
+    pub async fn release_all_in_flight(&self) -> Result<usize, DbError> {
+        let queue = self.config.name.clone();
+        let n = self
+            .db
+            .write_relaxed(move |c| {
+                let now = now_ms();
+                Ok(c.execute(
+                    "UPDATE queue_messages SET visible_at = ?2, receipt_handle = NULL
+                     WHERE queue = ?1 AND visible_at > ?2 AND receipt_handle IS NOT NULL",
+                    params![queue, now],
+                )?)
+            })
+            .await?;
+        if n > 0 {
+            self.notify.notify_waiters();
+        }
+        Ok(n)
     }
 
     pub async fn stats(&self) -> Result<QueueStats, DbError> {

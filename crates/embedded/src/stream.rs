@@ -103,7 +103,7 @@ impl Stream {
     pub async fn checkpoint(&self, seq: i64) -> Result<(), DbError> {
         let consumer = self.consumer.clone();
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 c.prepare_cached(
                     "INSERT INTO stream_checkpoints (consumer, seq, attempts) VALUES (?1, ?2, 0)
                      ON CONFLICT (consumer) DO UPDATE SET seq = max(seq, excluded.seq), attempts = 0",
@@ -118,7 +118,7 @@ impl Stream {
     pub async fn record_failed_attempt(&self, failed_seq: i64) -> Result<u32, DbError> {
         let consumer = self.consumer.clone();
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 let (checkpoint, attempts) = checkpoint_of(c, &consumer)?;
                 let attempts = if checkpoint == failed_seq - 1 { attempts + 1 } else { 1 };
                 c.prepare_cached(
@@ -142,7 +142,7 @@ impl Stream {
         let body = serde_json::to_string(record).expect("records serialize");
         let event_id = record.event_id.clone();
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 c.prepare_cached(
                     "INSERT OR REPLACE INTO stream_failures (seq, event_id, record, attempts, failed_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)",

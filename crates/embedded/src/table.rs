@@ -108,7 +108,7 @@ impl OrderTable for SqliteOrderTable {
         let order_id = id.to_string();
         let inserted = self
             .db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 let inserted = c
                     .prepare_cached("INSERT INTO orders (order_id, item) VALUES (?1, ?2) ON CONFLICT (order_id) DO NOTHING")?
                     .execute(params![order_id, item])?;

@@ -373,7 +373,7 @@ impl SqliteTopic {
 
     pub async fn mark_delivered(&self, id: i64) -> Result<(), DbError> {
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 c.prepare_cached(
                     "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2,
                      last_error = NULL WHERE id = ?1",
@@ -392,7 +392,7 @@ impl SqliteTopic {
         next_attempt_at: Option<i64>,
     ) -> Result<(), DbError> {
         self.db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 match next_attempt_at {
                     Some(at) => c
                         .prepare_cached(
@@ -441,7 +441,7 @@ impl Topic for SqliteTopic {
         let p = publication.clone();
         let (message_id, fresh) = self
             .db
-            .write(move |c| {
+            .write_relaxed(move |c| {
                 let existing: Option<String> = c
                     .prepare_cached("SELECT message_id FROM topic_messages WHERE dedup_id = ?1")?
                     .query_row(params![p.dedup_id], |r| r.get(0))

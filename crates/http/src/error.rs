@@ -9,7 +9,7 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
     pub error: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Always present, empty when no single field is at fault, so clients parse one shape.
     pub details: Vec<FieldError>,
 }
 

@@ -139,13 +139,30 @@ fn json_body<T: serde::de::DeserializeOwned>(
     let bytes = body_bytes(body)?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    serde_json::from_value(value).map_err(|e| ApiError::Invalid {
-        error: format!("The request body is invalid: {e}"),
-        details: vec![orderflow_core::FieldError {
-            field: "$".into(),
-            message: e.to_string(),
-        }],
+    serde_json::from_value(value).map_err(|e| {
+        let (field, message) = field_of_serde_error(&e.to_string());
+        ApiError::Invalid {
+            error: format!("The request body is invalid: {field} {message}"),
+            details: vec![orderflow_core::FieldError { field, message }],
+        }
     })
+}
+
+/// Names the field a serde error is about (`missing field `x``, `unknown field `x``).
+fn field_of_serde_error(message: &str) -> (String, String) {
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    if let Some(field) = quoted("missing field `") {
+        (field, "is required".into())
+    } else if let Some(field) = quoted("unknown field `") {
+        (field, "is not a known field".into())
+    } else {
+        ("$".into(), message.to_owned())
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -1,0 +1,11 @@
+//! End-to-end tests: each one starts the real `orderflow` binary on a fresh data directory.
+
+mod cli;
+mod delivery;
+mod errors;
+mod helpers;
+mod orders;
+mod queue;
+mod recovery;
+mod subscriber;
+mod subscriptions;

@@ -5,6 +5,7 @@
 //! `orderflow serve`.
 
 pub mod event;
+pub mod filter;
 pub mod handlers;
 pub mod item;
 pub mod memory;

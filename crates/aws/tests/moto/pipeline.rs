@@ -10,8 +10,22 @@ use serde_json::{Value, json};
 use crate::support::runtime::{Function, Outcome};
 use crate::support::{Moto, moto_or_skip, sqs_event_fixture};
 
-const STORE: &str = env!("CARGO_BIN_EXE_store-orders");
-const PUBLISH: &str = env!("CARGO_BIN_EXE_publish-orders");
+/// The binaries cargo built for this test, or, with `ORDERFLOW_LAMBDA_BOOTSTRAPS` set to
+/// `cargo lambda build`'s output directory, the `bootstrap` files SAM would deploy.
+fn binary(name: &str, built: &str) -> String {
+    match std::env::var("ORDERFLOW_LAMBDA_BOOTSTRAPS") {
+        Ok(dir) if !dir.is_empty() => format!("{dir}/{name}/bootstrap"),
+        _ => built.to_owned(),
+    }
+}
+
+fn store() -> String {
+    binary("store-orders", env!("CARGO_BIN_EXE_store-orders"))
+}
+
+fn publish() -> String {
+    binary("publish-orders", env!("CARGO_BIN_EXE_publish-orders"))
+}
 const BAD_RECORD: &str = "8f3c2a1e-6b5d-4e7f-9a0b-1c2d3e4f5a6b";
 
 fn with(moto: &Moto, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -42,7 +56,7 @@ async fn an_order_goes_from_the_sqs_event_to_a_filtered_sns_subscriber() {
 
     // Lambda 1: the fixture holds two orders and one record that is not an order.
     let store = Function::start(
-        STORE,
+        &store(),
         "store-orders",
         &with(&moto, &[("ORDERS_TABLE", &table_name)]),
     )
@@ -93,7 +107,7 @@ async fn an_order_goes_from_the_sqs_event_to_a_filtered_sns_subscriber() {
 
     // Lambda 2, fed the records read back from moto's DynamoDB Streams.
     let publish = Function::start(
-        PUBLISH,
+        &publish(),
         "publish-orders",
         &with(&moto, &[("ORDERS_TOPIC_ARN", &topic_arn)]),
     )
@@ -165,7 +179,7 @@ async fn publish_reports_the_first_record_it_could_not_publish() {
     let moto = moto_or_skip!();
     let (table_name, stream_arn) = moto.create_orders_table().await;
     let store = Function::start(
-        STORE,
+        &store(),
         "store-orders",
         &with(&moto, &[("ORDERS_TABLE", &table_name)]),
     )
@@ -175,7 +189,7 @@ async fn publish_reports_the_first_record_it_could_not_publish() {
     let first_sequence = event["Records"][0]["dynamodb"]["SequenceNumber"].clone();
 
     let publish = Function::start(
-        PUBLISH,
+        &publish(),
         "publish-orders",
         &with(
             &moto,
@@ -219,8 +233,8 @@ async fn init_makes_no_network_call_before_the_first_event() {
             *v = endpoint.clone();
         }
     }
-    for (binary, name) in [(STORE, "store-orders"), (PUBLISH, "publish-orders")] {
-        let function = Function::start(binary, name, &env).await;
+    for (binary, name) in [(store(), "store-orders"), (publish(), "publish-orders")] {
+        let function = Function::start(&binary, name, &env).await;
         function.wait_until_polling().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
@@ -237,10 +251,10 @@ async fn init_makes_no_network_call_before_the_first_event() {
 async fn a_function_without_its_configuration_fails_at_init_and_says_what_is_missing() {
     let moto = moto_or_skip!();
     for (binary, name, variable) in [
-        (STORE, "store-orders", "ORDERS_TABLE"),
-        (PUBLISH, "publish-orders", "ORDERS_TOPIC_ARN"),
+        (store(), "store-orders", "ORDERS_TABLE"),
+        (publish(), "publish-orders", "ORDERS_TOPIC_ARN"),
     ] {
-        let mut function = Function::start(binary, name, &moto.lambda_env()).await;
+        let mut function = Function::start(&binary, name, &moto.lambda_env()).await;
         let status = function.wait_for_exit().await;
         assert!(
             !status.success(),

@@ -19,6 +19,34 @@ pub struct ServerArgs {
         global = true
     )]
     url: String,
+    /// API key for a server started with one (sent as `x-api-key`).
+    #[arg(long, env = "ORDERFLOW_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
+    /// Read the API key from this file.
+    #[arg(
+        long,
+        env = "ORDERFLOW_API_KEY_FILE",
+        global = true,
+        conflicts_with = "api_key"
+    )]
+    api_key_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// An HTTP client that sends the API key, if one was given, with every request.
+    pub fn client(&self) -> Result<reqwest::Client, BoxError> {
+        let key = match (&self.api_key, &self.api_key_file) {
+            (Some(key), _) => Some(key.trim().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read the API key file {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        client(key.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -56,9 +84,17 @@ enum OrdersCommand {
     },
 }
 
-fn client() -> Result<reqwest::Client, BoxError> {
+fn client(api_key: Option<&str>) -> Result<reqwest::Client, BoxError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = api_key {
+        let mut value = reqwest::header::HeaderValue::from_str(key)
+            .map_err(|_| "the API key must be printable ASCII")?;
+        value.set_sensitive(true);
+        headers.insert("x-api-key", value);
+    }
     Ok(reqwest::Client::builder()
+        .default_headers(headers)
         .user_agent(concat!("orderflow-cli/", env!("CARGO_PKG_VERSION")))
         .timeout(std::time::Duration::from_secs(30))
         .build()?)
@@ -90,7 +126,7 @@ fn split_orders(text: &str) -> Result<Vec<Value>, BoxError> {
         .collect()
 }
 
-fn describe_error(status: reqwest::StatusCode, body: &str) -> String {
+pub fn describe_error(status: reqwest::StatusCode, body: &str) -> String {
     match serde_json::from_str::<Value>(body) {
         Ok(v) => {
             let mut out = format!(
@@ -123,7 +159,7 @@ pub async fn submit(args: SubmitArgs) -> Result<ExitCode, BoxError> {
             .map_err(|e| format!("cannot read {}: {e}", args.file.display()))?
     };
     let orders = split_orders(&text)?;
-    let client = client()?;
+    let client = args.server.client()?;
     let url = endpoint(&args.server.url, "/orders");
     let mut failures = 0;
     for (i, order) in orders.iter().enumerate() {
@@ -156,7 +192,7 @@ pub async fn submit(args: SubmitArgs) -> Result<ExitCode, BoxError> {
 }
 
 pub async fn orders(args: OrdersArgs) -> Result<ExitCode, BoxError> {
-    let client = client()?;
+    let client = args.server.client()?;
     match args.command {
         OrdersCommand::Get { id } => {
             let url = endpoint(&args.server.url, &format!("/orders/{id}"));

@@ -3,6 +3,7 @@
 mod bench;
 mod chart;
 mod client;
+mod guard;
 mod serve;
 
 use clap::{Parser, Subcommand};

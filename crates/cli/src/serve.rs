@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::future::IntoFuture;
+
 use clap::{Args, ValueEnum};
 use orderflow_embedded::{Engine, EngineConfig};
 use tracing_subscriber::EnvFilter;
@@ -56,6 +58,8 @@ pub struct ServeArgs {
     /// Attempts before a delivery is marked failed (kept and listed, never dropped silently).
     #[arg(long, env = "ORDERFLOW_DELIVERY_MAX_ATTEMPTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     delivery_max_attempts: u32,
+    #[command(flatten)]
+    guard: crate::guard::GuardArgs,
     /// Log format on stderr.
     #[arg(
         long,
@@ -91,6 +95,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.max_backoff = Duration::from_millis(args.delivery_max_backoff_ms.max(1));
     config.delivery.max_attempts = args.delivery_max_attempts;
 
+    let api_key = args.guard.api_key()?;
     let engine = Engine::open(config)?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -100,25 +105,77 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     let public_url = args.public_url.clone().unwrap_or_else(|| url.clone());
     engine.start(&public_url).await?;
 
-    let state = orderflow_http::AppState::new(engine.clone());
+    let protected = api_key.is_some();
+    let state = orderflow_http::AppState::new(engine.clone())
+        .with_api_key(api_key)
+        .with_limits(args.guard.limits());
     let accepting = state.accepting.clone();
     let app = orderflow_http::router(state);
-    tracing::info!(%url, data_dir = %args.data_dir.display(), "orderflow is ready");
+    tracing::info!(%url, data_dir = %args.data_dir.display(), api_key_required = protected, "orderflow is ready");
     println!(
         "orderflow listening on {url} (data in {})",
         args.data_dir.display()
     );
 
-    axum::serve(listener, app)
+    let grace = Duration::from_millis(args.guard.shutdown_grace_ms);
+    let limit = Duration::from_millis(args.guard.shutdown_timeout_ms);
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
+            // From here writes are answered 503 + Retry-After while the listener stays open
+            // for the grace period; then in-flight requests finish and it closes.
             accepting.store(false, Ordering::Relaxed);
-            tracing::info!("shutting down: finishing in-flight work");
+            let _ = signalled_tx.send(());
+            tracing::info!(
+                ?grace,
+                "shutting down: refusing new writes, finishing in-flight work"
+            );
+            tokio::time::sleep(grace).await;
         })
-        .await?;
-    engine.shutdown().await;
-    tracing::info!("stopped cleanly");
-    Ok(ExitCode::SUCCESS)
+        .into_future(),
+    );
+    let server = async move {
+        server
+            .await
+            .map_err(|e| -> BoxError { e.into() })?
+            .map_err(BoxError::from)
+    };
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            // The server stopped without a signal: a listener error.
+            engine.shutdown().await;
+            result?;
+            return Ok(ExitCode::FAILURE);
+        }
+        _ = signalled => {}
+    }
+    let stopped = tokio::time::timeout(limit, async {
+        let served = server.await;
+        // Pollers finish their current batch; the stream checkpoint and the WAL are flushed.
+        engine.shutdown().await;
+        served
+    })
+    .await;
+    match stopped {
+        Ok(result) => {
+            result?;
+            tracing::info!("stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => {
+            tracing::warn!(
+                ?limit,
+                "shutdown took too long; exiting anyway (in-flight work is redone at the next start)"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn shutdown_signal() {

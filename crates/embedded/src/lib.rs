@@ -126,6 +126,18 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Creates files readable and writable by their owner only (mode 0600).
+fn private_file_options() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
 impl Engine {
     /// Opens (or creates) the data directory and its database. Nothing runs until `start`.
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, EngineError> {
@@ -134,8 +146,7 @@ impl Engine {
             source,
         })?;
         let lock_path = config.data_dir.join("orderflow.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
+        let lock = private_file_options()
             .truncate(false)
             .write(true)
             .open(&lock_path)
@@ -155,7 +166,18 @@ impl Engine {
                 });
             }
         }
-        let db = Db::open(&config.data_dir.join(DATABASE_FILE), schema::migrate)?;
+        let db_path = config.data_dir.join(DATABASE_FILE);
+        // Created owner-only before SQLite opens it; SQLite gives the WAL and shm files the
+        // database file's permissions.
+        private_file_options()
+            .truncate(false)
+            .write(true)
+            .open(&db_path)
+            .map_err(|source| EngineError::DataDir {
+                path: db_path.clone(),
+                source,
+            })?;
+        let db = Db::open(&db_path, schema::migrate)?;
         let queue = Arc::new(Queue::new(Arc::clone(&db), config.queue.clone()));
         let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
         let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));

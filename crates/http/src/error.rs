@@ -27,6 +27,12 @@ pub enum ApiError {
     BadRequest(String),
     /// The server is shutting down or cannot write right now; the client should retry.
     Unavailable(String),
+    /// An API key is configured and the request did not carry it.
+    Unauthorized,
+    /// The client is over its request rate; it may retry after the given time.
+    RateLimited(std::time::Duration),
+    /// The request headers are larger than the limit (bytes).
+    HeadersTooLarge(usize),
     /// Something unexpected: logged with its cause chain, shown as an opaque message.
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -98,6 +104,41 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return response;
             }
+            ApiError::Unauthorized => {
+                let mut response = (
+                    StatusCode::UNAUTHORIZED,
+                    Json(ErrorBody {
+                        error: "A valid API key is required (header x-api-key, or Authorization: Bearer)".into(),
+                        details: vec![],
+                    }),
+                )
+                    .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"orderflow\""),
+                );
+                return response;
+            }
+            ApiError::RateLimited(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut response = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(ErrorBody {
+                        error: "Too many requests from this client; slow down and retry".into(),
+                        details: vec![],
+                    }),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+                return response;
+            }
+            ApiError::HeadersTooLarge(limit) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("The request headers are larger than {} KiB", limit / 1024),
+                vec![],
+            ),
             ApiError::Internal(source) => {
                 tracing::error!(error = %orderflow_core::error_chain(source.as_ref()), "request failed");
                 (

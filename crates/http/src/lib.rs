@@ -1,12 +1,13 @@
 //! The HTTP API of `orderflow serve`: the same routes and responses as the AWS deployment,
 //! plus the administration endpoints of the embedded engine.
 
+pub mod auth;
 mod error;
+pub mod limits;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -22,7 +23,9 @@ use orderflow_embedded::{Engine, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+pub use auth::ApiKey;
 pub use error::{ApiError, ErrorBody};
+pub use limits::{Limits, RateLimit};
 
 /// Largest request body accepted (the contract; API Gateway allows more, SQS 256 KiB).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -32,6 +35,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Cleared when shutdown starts: new writes get `503` with `Retry-After`.
     pub accepting: Arc<AtomicBool>,
+    /// When set, writes and the subscription and dead-letter endpoints require it.
+    pub api_key: Option<ApiKey>,
+    pub limits: Arc<Limits>,
+    gauges: Arc<limits::Gauges>,
 }
 
 impl AppState {
@@ -39,7 +46,20 @@ impl AppState {
         AppState {
             engine,
             accepting: Arc::new(AtomicBool::new(true)),
+            api_key: None,
+            limits: Arc::new(Limits::default()),
+            gauges: Arc::default(),
         }
+    }
+
+    pub fn with_api_key(mut self, key: Option<ApiKey>) -> Self {
+        self.api_key = key;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Arc::new(limits);
+        self
     }
 }
 
@@ -74,11 +94,28 @@ pub fn router(state: AppState) -> Router {
             refuse_writes_when_draining,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_rate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::limit_headers,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(30),
+            state.limits.request_timeout,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // The span names the path only: query strings carry confirmation tokens.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &Request| tracing::debug_span!("request", method = %request.method(), path = request.uri().path()),
+            ),
+        )
         .with_state(state)
 }
 
@@ -183,6 +220,7 @@ async fn post_order(
     require_json(&headers)?;
     let bytes = body_bytes(body)?;
     let order = OrderRequest::parse(&bytes)?.into_order(OrderId::generate);
+    limits::check_queue_depth(&state).await?;
     let id = order.order_id.to_string();
     tracing::Span::current().record("order_id", id.as_str());
     // The 202 is sent only after the message is committed and fsync'd.
@@ -481,6 +519,7 @@ async fn send_raw_message(
             "A queue message must not be empty".into(),
         ));
     }
+    limits::check_queue_depth(&state).await?;
     let id = state
         .engine
         .queue()

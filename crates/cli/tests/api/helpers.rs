@@ -36,6 +36,12 @@ pub struct AppOptions {
     pub max_receive_count: Option<u32>,
     pub delivery_min_backoff_ms: Option<u64>,
     pub delivery_max_backoff_ms: Option<u64>,
+    /// `ORDERFLOW_API_KEY` for the server; the app's own `client` then sends it too.
+    pub api_key: Option<String>,
+    /// `RUST_LOG` for the server (default: `ORDERFLOW_TEST_LOG` or `warn`).
+    pub log_filter: Option<String>,
+    /// Any other `serve` flags, as written on the command line.
+    pub extra_args: Vec<String>,
 }
 
 impl AppOptions {
@@ -72,7 +78,14 @@ impl AppOptions {
             "--delivery-max-backoff-ms",
             self.delivery_max_backoff_ms.map(|v| v.to_string()),
         );
+        args.extend(self.extra_args.iter().cloned());
         args
+    }
+
+    /// Extra `serve` flags, e.g. `["--max-queue-depth", "5"]`.
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
     }
 }
 
@@ -99,11 +112,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .prefix("orderflow-api-test-")
         .tempdir()
         .expect("create a temporary directory");
-    std::fs::create_dir_all(root.path().join("data")).expect("create the data directory");
+    // The server creates `data/` itself (owner-only), as it would on a first start.
     let mut app = TestApp {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         url: String::new(),
-        client: http_client(),
+        client: match &options.api_key {
+            Some(key) => http_client_with_key(key),
+            None => http_client(),
+        },
         options,
         root,
         child: None,
@@ -120,6 +136,22 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// Like [`http_client`], sending `x-api-key: key` with every request.
+pub fn http_client_with_key(key: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-api-key",
+        reqwest::header::HeaderValue::from_str(key).expect("printable key"),
+    );
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .default_headers(headers)
         .build()
         .expect("build an HTTP client")
 }
@@ -175,6 +207,12 @@ impl TestApp {
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         hermetic(&mut cmd);
+        if let Some(key) = &self.options.api_key {
+            cmd.env("ORDERFLOW_API_KEY", key);
+        }
+        if let Some(filter) = &self.options.log_filter {
+            cmd.env("RUST_LOG", filter);
+        }
         let mut child = cmd.spawn().expect("start orderflow serve");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
@@ -234,6 +272,37 @@ impl TestApp {
                     self.logs()
                 );
             }
+        }
+    }
+
+    /// The running server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running")
+    }
+
+    /// Sends SIGTERM and returns at once; see [`TestApp::wait_for_exit`].
+    pub fn terminate(&self) {
+        let pid = self.pid();
+        let sent = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; `None` if it is still running then.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("the server is running");
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(status) => {
+                self.child = None;
+                Some(status.expect("wait for orderflow serve"))
+            }
+            Err(_) => None,
         }
     }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: each one starts the real `orderflow` binary on a fresh data directory.
 
+mod auth;
 mod cli;
 mod delivery;
 mod errors;
@@ -7,5 +8,6 @@ mod helpers;
 mod orders;
 mod queue;
 mod recovery;
+mod shutdown;
 mod subscriber;
 mod subscriptions;

@@ -5,6 +5,7 @@ mod chart;
 mod client;
 mod guard;
 mod serve;
+mod subscriptions;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
     Orders(client::OrdersArgs),
     /// Measure durable ingest, end-to-end latency and drain against a same-run baseline.
     Bench(bench::BenchArgs),
+    /// Manage subscriptions of a running server, and their dead-letter stores.
+    Subscriptions(subscriptions::SubscriptionsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
             Command::Submit(args) => client::submit(args).await,
             Command::Orders(args) => client::orders(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Subscriptions(args) => subscriptions::run(args).await,
         }
     });
     match result {

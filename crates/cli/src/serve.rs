@@ -59,6 +59,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDERFLOW_DELIVERY_MAX_ATTEMPTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     delivery_max_attempts: u32,
     #[command(flatten)]
+    fanout: crate::subscriptions::FanoutArgs,
+    #[command(flatten)]
     guard: crate::guard::GuardArgs,
     /// Log format on stderr.
     #[arg(
@@ -94,9 +96,11 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.min_backoff = Duration::from_millis(args.delivery_min_backoff_ms.max(1));
     config.delivery.max_backoff = Duration::from_millis(args.delivery_max_backoff_ms.max(1));
     config.delivery.max_attempts = args.delivery_max_attempts;
+    config.fanout = args.fanout.config()?;
 
     let api_key = args.guard.api_key()?;
     let engine = Engine::open(config)?;
+    crate::subscriptions::apply_file(&args.fanout, &engine).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;

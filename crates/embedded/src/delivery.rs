@@ -1,5 +1,7 @@
-//! Delivers the topic's messages to HTTP subscribers in SNS's JSON envelope, retrying with
-//! exponential backoff and jitter until delivered; a slow subscriber never blocks the others.
+//! Delivers the topic's messages to every subscriber (HTTP in SNS's JSON envelope, e-mail,
+//! pull queues, logs: see `fanout`), retrying with exponential backoff and jitter under each
+//! subscription's policy, then keeping what still fails in that subscription's dead-letter
+//! store; a slow subscriber never blocks the others.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -10,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::db::now_ms;
+use crate::fanout::Deliverers;
 use crate::topic::{DeliveryKind, DueDelivery, SqliteTopic, TOPIC_ARN};
 
 #[derive(Debug, Clone)]
@@ -42,13 +45,29 @@ impl Default for DeliveryConfig {
 impl DeliveryConfig {
     /// Delay before attempt `attempts + 1`: exponential, capped, with equal jitter.
     pub fn backoff(&self, attempts: u32) -> Duration {
-        let exp = self
-            .min_backoff
-            .saturating_mul(2u32.saturating_pow(attempts.min(20)));
-        let capped = exp.min(self.max_backoff).max(self.min_backoff);
-        let half = capped / 2;
-        half + rand::rng().random_range(Duration::ZERO..=half)
+        backoff(self.min_backoff, self.max_backoff, attempts)
     }
+
+    /// The retry policy of one subscription: its own settings, else the server's.
+    pub fn policy_for(&self, d: &DueDelivery) -> (u32, Duration, Duration) {
+        let own = d.subscription.settings.delivery_policy.unwrap_or_default();
+        let min = own
+            .min_delay_ms
+            .map_or(self.min_backoff, Duration::from_millis);
+        let max = own
+            .max_delay_ms
+            .map_or(self.max_backoff, Duration::from_millis)
+            .max(min);
+        (own.max_attempts.unwrap_or(self.max_attempts), min, max)
+    }
+}
+
+/// Exponential from `min`, capped at `max`, with equal jitter.
+pub fn backoff(min: Duration, max: Duration, attempts: u32) -> Duration {
+    let exp = min.saturating_mul(2u32.saturating_pow(attempts.min(20)));
+    let capped = exp.min(max).max(min);
+    let half = capped / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
 }
 
 fn timestamp(ms: i64) -> String {
@@ -139,7 +158,7 @@ struct InFlight {
 /// Runs until shutdown; in-flight attempts finish or are retried after a restart.
 pub async fn run_delivery_worker(
     topic: Arc<SqliteTopic>,
-    client: reqwest::Client,
+    deliverers: Arc<Deliverers>,
     config: DeliveryConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -150,12 +169,29 @@ pub async fn run_delivery_worker(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let exclude = in_flight.lock().expect("in-flight lock").ids.clone();
+        let (exclude, saturated) = {
+            let f = in_flight.lock().expect("in-flight lock");
+            let saturated: Vec<String> = f
+                .per_subscription
+                .iter()
+                .filter(|(_, n)| **n >= config.max_in_flight_per_subscription)
+                .map(|(id, _)| id.clone())
+                .collect();
+            (f.ids.clone(), saturated)
+        };
         let free = slots.available_permits();
         let (due, next_due) = if free == 0 {
             (Vec::new(), None)
         } else {
-            match topic.due(free, exclude).await {
+            match topic
+                .due(
+                    free,
+                    exclude,
+                    saturated,
+                    config.max_in_flight_per_subscription,
+                )
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %orderflow_core::error_chain(&e), "could not read due deliveries");
@@ -182,14 +218,14 @@ pub async fn run_delivery_worker(
                 break;
             };
             started += 1;
-            let (topic, client, config, in_flight) = (
+            let (topic, deliverers, config, in_flight) = (
                 Arc::clone(&topic),
-                client.clone(),
+                Arc::clone(&deliverers),
                 config.clone(),
                 Arc::clone(&in_flight),
             );
             tokio::spawn(async move {
-                attempt(&topic, &client, &config, &d).await;
+                attempt(&topic, &deliverers, &config, &d).await;
                 release(&in_flight, &d);
                 drop(permit);
                 topic.delivery_notify().notify_waiters();
@@ -212,48 +248,33 @@ fn release(in_flight: &Mutex<InFlight>, d: &DueDelivery) {
     f.ids.remove(&d.id);
     if let Some(n) = f.per_subscription.get_mut(&d.subscription.id) {
         *n = n.saturating_sub(1);
+        if *n == 0 {
+            f.per_subscription.remove(&d.subscription.id);
+        }
     }
 }
 
-#[tracing::instrument(skip_all, fields(delivery = d.id, kind = d.kind.header_value(), subscription = %d.subscription.id, attempt = d.attempts + 1))]
+#[tracing::instrument(skip_all, fields(delivery = d.id, kind = d.kind.header_value(), protocol = d.subscription.protocol.as_str(), subscription = %d.subscription.id, attempt = d.attempts + 1))]
 async fn attempt(
     topic: &SqliteTopic,
-    client: &reqwest::Client,
+    deliverers: &Deliverers,
     config: &DeliveryConfig,
     d: &DueDelivery,
 ) {
-    let body = envelope(d, &config.public_url).to_string();
-    let mut request = client
-        .post(&d.subscription.endpoint)
-        .timeout(config.request_timeout)
-        .header("content-type", "text/plain; charset=UTF-8")
-        .header("x-amz-sns-message-type", d.kind.header_value())
-        .header("x-amz-sns-message-id", &d.message_id)
-        .header("x-amz-sns-topic-arn", TOPIC_ARN);
-    if d.kind == DeliveryKind::Notification {
-        request = request.header(
-            "x-amz-sns-subscription-arn",
-            &d.subscription.subscription_arn,
-        );
-    }
-    let outcome = match request.body(body).send().await {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => Err(format!("endpoint answered HTTP {}", resp.status().as_u16())),
-        Err(e) => Err(orderflow_core::error_chain(&e)),
-    };
-    let result = match outcome {
+    let result = match crate::fanout::deliver(deliverers, config, d).await {
         Ok(()) => {
             tracing::debug!("delivered");
             topic.mark_delivered(d.id).await
         }
         Err(error) => {
+            let (max_attempts, min, max) = config.policy_for(d);
             let attempts = d.attempts + 1;
-            let next = (attempts < config.max_attempts)
-                .then(|| now_ms() + config.backoff(attempts - 1).as_millis() as i64);
+            let next = (attempts < max_attempts)
+                .then(|| now_ms() + backoff(min, max, attempts - 1).as_millis() as i64);
             if next.is_some() {
                 tracing::info!(%error, "delivery failed; will retry");
             } else {
-                tracing::warn!(%error, attempts, "delivery failed for good; kept as failed");
+                tracing::warn!(%error, attempts, "delivery failed for good; moved to the subscription's dead-letter store");
             }
             topic.mark_attempt_failed(d.id, error, next).await
         }

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod delivery;
+pub mod fanout;
 pub mod pollers;
 pub mod preload;
 pub mod queue;
@@ -12,7 +13,7 @@ pub mod table;
 pub mod topic;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use orderflow_core::{OrderTable, Topic};
 use serde::Serialize;
@@ -21,6 +22,7 @@ use tokio::task::JoinHandle;
 
 pub use db::{Db, DbError};
 pub use delivery::DeliveryConfig;
+pub use fanout::FanoutConfig;
 pub use pollers::StreamPollerConfig;
 pub use queue::{Queue, QueueConfig, QueueStats};
 pub use stream::Stream;
@@ -38,6 +40,7 @@ pub struct EngineConfig {
     pub store_concurrency: usize,
     pub stream: StreamPollerConfig,
     pub delivery: DeliveryConfig,
+    pub fanout: FanoutConfig,
 }
 
 impl EngineConfig {
@@ -48,6 +51,7 @@ impl EngineConfig {
             store_concurrency: 4,
             stream: StreamPollerConfig::default(),
             delivery: DeliveryConfig::default(),
+            fanout: FanoutConfig::default(),
         }
     }
 }
@@ -72,6 +76,10 @@ pub enum EngineError {
     },
     #[error("cannot build the HTTP client for deliveries")]
     HttpClient(#[source] reqwest::Error),
+    #[error("the SMTP relay settings are not valid")]
+    Smtp(#[from] fanout::email::SmtpError),
+    #[error("cannot load or create the message signing key")]
+    Signing(#[from] fanout::signing::SigningError),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +113,9 @@ pub struct Engine {
     table: Arc<SqliteOrderTable>,
     stream: Arc<Stream>,
     topic: Arc<SqliteTopic>,
+    pull_queues: Arc<fanout::pull::PullQueues>,
+    /// Created (or loaded) at start; serves `SigningCertURL`.
+    signer: OnceLock<Arc<fanout::signing::Signer>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held while open: one process per data directory, so queue receipts are ours alone.
@@ -182,6 +193,7 @@ impl Engine {
         let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
         let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));
         let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)));
+        let pull_queues = Arc::new(fanout::pull::PullQueues::new(Arc::clone(&db)));
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Engine {
             config,
@@ -190,6 +202,8 @@ impl Engine {
             table,
             stream,
             topic,
+            pull_queues,
+            signer: OnceLock::new(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
             _lock: lock,
@@ -212,6 +226,29 @@ impl Engine {
             .pool_max_idle_per_host(32)
             .build()
             .map_err(EngineError::HttpClient)?;
+        let mailer = match &self.config.fanout.smtp {
+            Some(smtp) => Some(fanout::email::Mailer::new(smtp)?),
+            None => None,
+        };
+        let signer = match self.signer.get() {
+            Some(signer) => Arc::clone(signer),
+            None => {
+                let dir = self.config.data_dir.clone();
+                let signer = tokio::task::spawn_blocking(move || {
+                    fanout::signing::Signer::load_or_create(&dir)
+                })
+                .await
+                .expect("the signing key task does not panic")?;
+                Arc::clone(self.signer.get_or_init(|| Arc::new(signer)))
+            }
+        };
+        let deliverers = Arc::new(fanout::Deliverers {
+            http: client,
+            mailer,
+            signer: Some(signer),
+            queues: Arc::clone(&self.pull_queues),
+            logs: fanout::log::LogWriter::new(self.log_dir()),
+        });
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let table: Arc<dyn OrderTable> = self.table.clone();
         for _ in 0..self.config.store_concurrency.max(1) {
@@ -233,7 +270,7 @@ impl Engine {
         delivery.public_url = public_url.to_owned();
         tasks.push(tokio::spawn(delivery::run_delivery_worker(
             Arc::clone(&self.topic),
-            client,
+            deliverers,
             delivery,
             self.shutdown.subscribe(),
         )));
@@ -275,6 +312,29 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The pull queues of `queue` subscriptions.
+    pub fn pull_queues(&self) -> &Arc<fanout::pull::PullQueues> {
+        &self.pull_queues
+    }
+
+    /// The message signer, once `start` has run.
+    pub fn signer(&self) -> Option<&Arc<fanout::signing::Signer>> {
+        self.signer.get()
+    }
+
+    /// Where `log` subscriptions with a relative file name write.
+    pub fn log_dir(&self) -> PathBuf {
+        self.config.data_dir.join("subscription-logs")
+    }
+
+    /// The rules a new subscription is checked against; `trusted` for the operator's file.
+    pub fn subscription_rules(&self, trusted: bool) -> fanout::spec::Validation {
+        fanout::spec::Validation {
+            email_enabled: self.config.fanout.smtp.is_some(),
+            trusted,
+        }
     }
 
     pub async fn stats(&self) -> Result<Stats, DbError> {

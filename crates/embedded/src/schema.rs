@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE queue_messages (
     seq               INTEGER PRIMARY KEY AUTOINCREMENT,
     queue             TEXT    NOT NULL,
@@ -85,7 +86,19 @@ CREATE TABLE deliveries (
     UNIQUE (subscription_id, message_id)
 );
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
-"#];
+"#,
+    // Fan-out: subscription settings (filter policy, raw delivery, retry policy, queue
+    // settings) as JSON, who manages it, filtered-out counts, and dead-letter times.
+    r#"
+ALTER TABLE subscriptions ADD COLUMN name TEXT;
+ALTER TABLE subscriptions ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE subscriptions ADD COLUMN source TEXT NOT NULL DEFAULT 'api';
+ALTER TABLE subscriptions ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX subscriptions_name ON subscriptions (name) WHERE name IS NOT NULL;
+ALTER TABLE deliveries ADD COLUMN failed_at INTEGER;
+CREATE INDEX deliveries_subscription ON deliveries (subscription_id, state);
+"#,
+];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod error;
+mod fanout;
 pub mod limits;
 
 use std::collections::BTreeMap;
@@ -18,8 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_core::{OrderId, OrderRequest, OrderTable};
-use orderflow_embedded::topic::TOPIC_ARN;
-use orderflow_embedded::{Engine, Protocol};
+use orderflow_embedded::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -67,16 +67,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/orders", post(post_order).get(list_orders))
         .route("/orders/{order_id}", get(get_order))
-        .route(
-            "/subscriptions",
-            post(create_subscription).get(list_subscriptions),
-        )
-        .route("/subscriptions/confirm", get(confirm_subscription))
-        .route("/subscriptions/unsubscribe", get(unsubscribe_link))
-        .route(
-            "/subscriptions/{id}",
-            get(get_subscription).delete(delete_subscription),
-        )
+        .merge(fanout::routes())
         .route("/queue/messages", post(send_raw_message))
         .route(
             "/queue/dlq",
@@ -157,7 +148,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(MAX_BODY_BYTES)
@@ -168,7 +159,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// Parses a JSON body into `T`, rendering failures in our error format.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -307,203 +298,6 @@ async fn list_orders(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(json!({"orders": page.orders, "nextCursor": page.next_cursor})).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSubscription {
-    protocol: String,
-    endpoint: String,
-}
-
-fn validate_endpoint(protocol: &str, endpoint: &str) -> Result<(Protocol, String), ApiError> {
-    let mut details = Vec::new();
-    let parsed_protocol = Protocol::parse(protocol);
-    if parsed_protocol.is_none() {
-        details.push(orderflow_core::FieldError {
-            field: "protocol".into(),
-            message: "must be \"http\" or \"https\"".into(),
-        });
-    }
-    match url::Url::parse(endpoint) {
-        Ok(url) => {
-            if url.host_str().is_none_or(str::is_empty) {
-                details.push(orderflow_core::FieldError {
-                    field: "endpoint".into(),
-                    message: "must name a host".into(),
-                });
-            }
-            if let Some(p) = parsed_protocol
-                && url.scheme() != p.as_str()
-            {
-                details.push(orderflow_core::FieldError {
-                    field: "endpoint".into(),
-                    message: format!(
-                        "must be an {}:// URL for protocol {}",
-                        p.as_str(),
-                        p.as_str()
-                    ),
-                });
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                details.push(orderflow_core::FieldError {
-                    field: "endpoint".into(),
-                    message: "must not carry credentials".into(),
-                });
-            }
-        }
-        Err(e) => details.push(orderflow_core::FieldError {
-            field: "endpoint".into(),
-            message: format!("is not a valid URL: {e}"),
-        }),
-    }
-    match (parsed_protocol, details.is_empty()) {
-        (Some(p), true) => Ok((p, endpoint.to_owned())),
-        _ => Err(ApiError::Invalid {
-            error: "The subscription is invalid".into(),
-            details,
-        }),
-    }
-}
-
-async fn create_subscription(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let request: NewSubscription = json_body(&headers, body)?;
-    let (protocol, endpoint) = validate_endpoint(&request.protocol, &request.endpoint)?;
-    let sub = state
-        .engine
-        .topic()
-        .subscribe(protocol, endpoint)
-        .await
-        .map_err(ApiError::internal)?;
-    tracing::info!(subscription = %sub.subscription_arn, endpoint = %sub.endpoint, "subscription created; confirmation sent");
-    Ok((StatusCode::CREATED, Json(sub)).into_response())
-}
-
-async fn list_subscriptions(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let subs = state
-        .engine
-        .topic()
-        .health()
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({"subscriptions": subs})).into_response())
-}
-
-async fn get_subscription(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    match state
-        .engine
-        .topic()
-        .get(id.clone())
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Some(sub) => Ok(Json(sub).into_response()),
-        None => Err(ApiError::NotFound(format!(
-            "Subscription {id} does not exist"
-        ))),
-    }
-}
-
-async fn delete_subscription(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    if state
-        .engine
-        .topic()
-        .unsubscribe(id.clone())
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "Subscription {id} does not exist"
-        )))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ConfirmQuery {
-    token: Option<String>,
-    topic_arn: Option<String>,
-}
-
-fn sns_xml(action: &str, result: &str) -> Response {
-    let request_id = uuid::Uuid::new_v4();
-    let body = format!(
-        "<{action}Response xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>\n"
-    );
-    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
-}
-
-/// The `SubscribeURL` of the confirmation handshake; answers like SNS's ConfirmSubscription.
-async fn confirm_subscription(
-    State(state): State<AppState>,
-    Query(q): Query<ConfirmQuery>,
-) -> Result<Response, ApiError> {
-    let token = q
-        .token
-        .ok_or_else(|| ApiError::invalid_field("Token", "is required"))?;
-    if q.topic_arn.as_deref().is_some_and(|arn| arn != TOPIC_ARN) {
-        return Err(ApiError::NotFound("No such topic".into()));
-    }
-    match state
-        .engine
-        .topic()
-        .confirm(token)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Some(sub) => {
-            tracing::info!(subscription = %sub.subscription_arn, "subscription confirmed");
-            Ok(sns_xml(
-                "ConfirmSubscription",
-                &format!(
-                    "<ConfirmSubscriptionResult><SubscriptionArn>{}</SubscriptionArn></ConfirmSubscriptionResult>",
-                    sub.subscription_arn
-                ),
-            ))
-        }
-        None => Err(ApiError::NotFound(
-            "Unknown or expired confirmation token".into(),
-        )),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct UnsubscribeQuery {
-    subscription_arn: String,
-}
-
-/// The `UnsubscribeURL` in every notification.
-async fn unsubscribe_link(
-    State(state): State<AppState>,
-    Query(q): Query<UnsubscribeQuery>,
-) -> Result<Response, ApiError> {
-    if state
-        .engine
-        .topic()
-        .unsubscribe(q.subscription_arn.clone())
-        .await
-        .map_err(ApiError::internal)?
-    {
-        Ok(sns_xml("Unsubscribe", ""))
-    } else {
-        Err(ApiError::NotFound(format!(
-            "Subscription {} does not exist",
-            q.subscription_arn
-        )))
-    }
 }
 
 /// Puts a body straight onto the orders queue, as any SQS producer could on AWS.

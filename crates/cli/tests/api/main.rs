@@ -1,6 +1,7 @@
 //! End-to-end tests: each one starts the real `orderflow` binary on a fresh data directory.
 
 mod auth;
+mod backpressure;
 mod cli;
 mod delivery;
 mod errors;

@@ -44,6 +44,7 @@ pub struct Db {
     path: PathBuf,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -78,6 +79,18 @@ impl Db {
         {
             let _ = d.sync_all();
         }
+        // Checkpoints copy the WAL into the database and fsync it; run on the writer they
+        // would stall every commit behind them, so a background thread does them instead.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer_conn = open_connection(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let checkpointer = std::thread::Builder::new()
+            .name("orderflow-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer_conn, stop_rx))
+            .expect("spawn checkpoint thread");
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("orderflow-writer".into())
@@ -87,6 +100,7 @@ impl Db {
             path: path.to_owned(),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            checkpointer: Mutex::new(Some((stop_tx, checkpointer))),
             readers: Mutex::new(Vec::new()),
         }))
     }
@@ -172,6 +186,10 @@ impl Db {
 
     /// Stops the writer after the jobs already sent; later writes fail with `Closed`.
     pub fn close(&self) {
+        if let Some((stop, handle)) = self.checkpointer.lock().expect("checkpointer lock").take() {
+            drop(stop);
+            let _ = handle.join();
+        }
         self.jobs.lock().expect("jobs lock").take();
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
             let _ = handle.join();
@@ -199,6 +217,18 @@ fn in_savepoint<R>(
         Err(e) => {
             conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
             Err(e)
+        }
+    }
+}
+
+/// How often the WAL is folded back into the database while the server runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    // PASSIVE never blocks the writer or readers; it copies what it can.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background checkpoint failed");
         }
     }
 }
@@ -324,6 +354,33 @@ mod tests {
         assert_eq!(db.write_relaxed(mode).await.unwrap(), 1, "NORMAL");
         assert_eq!(db.write(mode).await.unwrap(), 2, "FULL");
         assert_eq!(db.write_relaxed(mode).await.unwrap(), 1, "NORMAL again");
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background_not_by_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let auto: i64 = db
+            .write(|c| Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(auto, 0, "the writer never stops to checkpoint");
+        let before = std::fs::metadata(db.path()).unwrap().len();
+        for i in 0..100 {
+            let key = format!("{i:04}{}", "x".repeat(2000));
+            db.write_relaxed(move |c| Ok(c.execute("INSERT INTO t (k) VALUES (?1)", [key])?))
+                .await
+                .unwrap();
+        }
+        // Only a checkpoint moves pages from the WAL into the database file.
+        let grew = async {
+            while std::fs::metadata(db.path()).unwrap().len() < before + 100_000 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(CHECKPOINT_EVERY * 10, grew)
+            .await
+            .expect("the background checkpoint copied the WAL into the database file");
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 mod auth;
 mod backpressure;
 mod cli;
+mod crash;
 mod delivery;
 mod errors;
 mod helpers;

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ struct Shared {
     confirmations: Mutex<Vec<ConfirmAttempt>>,
     /// The status every request is answered with: 200 normally, 500 while "down".
     answer: AtomicU16,
+    /// How long to take before answering, in milliseconds: a slow receiver.
+    delay_ms: AtomicU64,
     auto_confirm: AtomicBool,
     client: reqwest::Client,
 }
@@ -121,6 +123,7 @@ impl TestSubscriber {
             requests: Mutex::new(Vec::new()),
             confirmations: Mutex::new(Vec::new()),
             answer: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
             auto_confirm: AtomicBool::new(auto_confirm),
             client: http_client(),
         });
@@ -161,6 +164,13 @@ impl TestSubscriber {
     /// Answer every request with `status` from now on.
     pub fn answer_with(&self, status: u16) {
         self.shared.answer.store(status, Ordering::SeqCst);
+    }
+
+    /// Take `delay` before answering each request, like an overloaded receiver.
+    pub fn answer_after(&self, delay: Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Answer 500 to everything, like a receiver whose backend is down.
@@ -303,6 +313,10 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     let answered = shared.answer.load(Ordering::SeqCst);
     let body = String::from_utf8_lossy(&body).into_owned();
     let request = ReceivedRequest {

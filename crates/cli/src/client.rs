@@ -47,6 +47,11 @@ impl ServerArgs {
         };
         client(key.as_deref())
     }
+
+    /// `path` on the server, e.g. `/orders`.
+    pub fn endpoint(&self, path: &str) -> String {
+        endpoint(&self.url, path)
+    }
 }
 
 #[derive(Debug, Args)]

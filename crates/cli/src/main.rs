@@ -3,6 +3,7 @@
 mod bench;
 mod chart;
 mod client;
+mod dlq;
 mod guard;
 mod serve;
 mod subscriptions;
@@ -30,6 +31,8 @@ enum Command {
     Orders(client::OrdersArgs),
     /// Measure durable ingest, end-to-end latency and drain against a same-run baseline.
     Bench(bench::BenchArgs),
+    /// Dead letters: the orders queue's DLQ and the stream's on-failure destination.
+    Dlq(dlq::DlqArgs),
     /// Manage subscriptions of a running server, and their dead-letter stores.
     Subscriptions(subscriptions::SubscriptionsArgs),
 }
@@ -46,6 +49,7 @@ fn main() -> std::process::ExitCode {
             Command::Submit(args) => client::submit(args).await,
             Command::Orders(args) => client::orders(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Dlq(args) => dlq::run(args).await,
             Command::Subscriptions(args) => subscriptions::run(args).await,
         }
     });

@@ -369,7 +369,10 @@ mod tests {
             .write(|c| Ok(c.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?))
             .await
             .unwrap();
-        assert_eq!(auto, WRITER_CHECKPOINT_PAGES, "the writer checkpoints only a long WAL");
+        assert_eq!(
+            auto, WRITER_CHECKPOINT_PAGES,
+            "the writer checkpoints only a long WAL"
+        );
         let before = std::fs::metadata(db.path()).unwrap().len();
         for i in 0..100 {
             let key = format!("{i:04}{}", "x".repeat(2000));

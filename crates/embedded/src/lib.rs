@@ -7,6 +7,7 @@ pub mod fanout;
 pub mod pollers;
 pub mod preload;
 pub mod queue;
+pub mod redrive;
 pub mod schema;
 pub mod stream;
 pub mod table;
@@ -304,6 +305,15 @@ impl Engine {
 
     pub fn stream(&self) -> &Arc<Stream> {
         &self.stream
+    }
+
+    /// Publishes the stream's kept failures again (all, or the given sequence numbers).
+    pub async fn redrive_stream_failures(
+        &self,
+        seqs: Option<Vec<i64>>,
+    ) -> Result<redrive::RedriveReport, DbError> {
+        let topic: Arc<dyn Topic> = self.topic.clone();
+        redrive::redrive_stream_failures(&self.stream, topic, seqs).await
     }
 
     pub fn topic(&self) -> &Arc<SqliteTopic> {

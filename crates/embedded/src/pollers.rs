@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use orderflow_core::handlers::{publish_orders, store_orders};
+use orderflow_core::handlers::{publish_orders_explained, store_orders_explained};
 use orderflow_core::{OrderTable, Topic};
 use tokio::sync::{Notify, watch};
 
@@ -104,7 +104,8 @@ pub async fn run_store_poller(
 async fn process_batch(queue: &Queue, table: &dyn OrderTable, messages: Vec<ReceivedMessage>) {
     let mut event = SqsEvent::default();
     event.records = messages.iter().map(sqs_message).collect();
-    let response = store_orders(table, event).await;
+    let (response, reasons) = store_orders_explained(table, event).await;
+    let reasons: std::collections::HashMap<String, String> = reasons.into_iter().collect();
     let failed: std::collections::HashSet<&str> = response
         .batch_item_failures
         .iter()
@@ -113,10 +114,10 @@ async fn process_batch(queue: &Queue, table: &dyn OrderTable, messages: Vec<Rece
     let mut done = Vec::with_capacity(messages.len());
     for m in &messages {
         if failed.contains(m.message_id.as_str()) {
-            let error = format!(
-                "store handler reported failure on receive {}",
-                m.receive_count
-            );
+            let reason = reasons
+                .get(&m.message_id)
+                .map_or("the store handler reported a failure", String::as_str);
+            let error = format!("{reason} (receive {})", m.receive_count);
             if let Err(e) = queue.record_failure(m.receipt_handle.clone(), error).await {
                 tracing::warn!(error = %orderflow_core::error_chain(&e), "could not note the failure");
             }
@@ -179,7 +180,7 @@ pub async fn run_stream_poller(
         let seqs: Vec<i64> = pending.records.iter().map(|(s, _)| *s).collect();
         let mut event = StreamEvent::default();
         event.records = pending.records.iter().map(|(_, r)| r.clone()).collect();
-        let response = publish_orders(topic.as_ref(), event).await;
+        let (response, reason) = publish_orders_explained(topic.as_ref(), event).await;
         let first_failure = response.batch_item_failures.first().map(|f| {
             f.item_identifier
                 .as_deref()
@@ -213,7 +214,7 @@ pub async fn run_stream_poller(
                     Ok(attempts) if attempts >= config.max_attempts => {
                         tracing::error!(event_id = %record.event_id, attempts, "stream record sent to the on-failure destination");
                         batch_size = config.batch_size;
-                        stream.give_up(failed_seq, record, attempts).await
+                        stream.give_up(failed_seq, record, attempts, reason).await
                     }
                     Ok(attempts) => {
                         let delay = config.retry_delay

@@ -350,6 +350,33 @@ impl Queue {
             .await
     }
 
+    /// One dead letter by message id.
+    pub async fn dead_letter(&self, message_id: String) -> Result<Option<DeadLetter>, DbError> {
+        let dlq = self.dlq.clone();
+        self.db
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT message_id, body, receive_count, sent_at, dead_lettered_at, last_error
+                     FROM queue_messages WHERE queue = ?1 AND message_id = ?2",
+                    params![dlq, message_id],
+                    |r| {
+                        let sent: i64 = r.get(3)?;
+                        let dead: Option<i64> = r.get(4)?;
+                        Ok(DeadLetter {
+                            message_id: r.get(0)?,
+                            body: r.get(1)?,
+                            receive_count: r.get(2)?,
+                            sent_timestamp: fmt_ms(sent),
+                            dead_lettered_at: dead.map(fmt_ms),
+                            last_error: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
     /// Moves dead letters back to the source queue with a fresh receive count (all of them,
     /// or the given ids). Returns how many moved.
     pub async fn redrive(&self, message_ids: Option<Vec<String>>) -> Result<usize, DbError> {

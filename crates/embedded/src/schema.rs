@@ -98,6 +98,10 @@ CREATE UNIQUE INDEX subscriptions_name ON subscriptions (name) WHERE name IS NOT
 ALTER TABLE deliveries ADD COLUMN failed_at INTEGER;
 CREATE INDEX deliveries_subscription ON deliveries (subscription_id, state);
 "#,
+    // Why a stream record went to the on-failure destination.
+    r#"
+ALTER TABLE stream_failures ADD COLUMN last_error TEXT;
+"#,
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

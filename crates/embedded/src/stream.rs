@@ -33,6 +33,8 @@ pub struct StreamFailure {
     pub event_id: String,
     pub attempts: u32,
     pub failed_at: String,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
     pub record: serde_json::Value,
 }
 
@@ -137,6 +139,7 @@ impl Stream {
         seq: i64,
         record: &EventRecord,
         attempts: u32,
+        reason: Option<String>,
     ) -> Result<(), DbError> {
         let consumer = self.consumer.clone();
         let body = serde_json::to_string(record).expect("records serialize");
@@ -144,10 +147,10 @@ impl Stream {
         self.db
             .write_relaxed(move |c| {
                 c.prepare_cached(
-                    "INSERT OR REPLACE INTO stream_failures (seq, event_id, record, attempts, failed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR REPLACE INTO stream_failures (seq, event_id, record, attempts, failed_at, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
-                .execute(params![seq, event_id, body, attempts, now_ms()])?;
+                .execute(params![seq, event_id, body, attempts, now_ms(), reason])?;
                 c.prepare_cached(
                     "INSERT INTO stream_checkpoints (consumer, seq, attempts) VALUES (?1, ?2, 0)
                      ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq, attempts = 0",
@@ -175,13 +178,59 @@ impl Stream {
     }
 
     pub async fn failures(&self, limit: usize) -> Result<Vec<StreamFailure>, DbError> {
+        self.failures_from(0, limit).await
+    }
+
+    /// The failure recorded for the record at `seq`, if any.
+    pub async fn failure(&self, seq: i64) -> Result<Option<StreamFailure>, DbError> {
+        let mut one = self.failures_from(seq, 1).await?;
+        Ok(one
+            .pop()
+            .filter(|f| f.sequence_number == sequence_number(seq)))
+    }
+
+    /// Deletes failures for good (all, or the given sequence numbers); returns how many.
+    pub async fn purge_failures(&self, seqs: Option<Vec<i64>>) -> Result<usize, DbError> {
+        self.db
+            .write(move |c| {
+                Ok(match seqs {
+                    None => c.execute("DELETE FROM stream_failures", [])?,
+                    Some(seqs) => {
+                        let mut stmt = c.prepare("DELETE FROM stream_failures WHERE seq = ?1")?;
+                        let mut n = 0;
+                        for seq in seqs {
+                            n += stmt.execute(params![seq])?;
+                        }
+                        n
+                    }
+                })
+            })
+            .await
+    }
+
+    /// Notes one more failed attempt (a redrive that failed again) and why.
+    pub async fn note_failure(&self, seq: i64, reason: String) -> Result<(), DbError> {
+        self.db
+            .write(move |c| {
+                c.execute(
+                    "UPDATE stream_failures SET attempts = attempts + 1, failed_at = ?2, last_error = ?3
+                     WHERE seq = ?1",
+                    params![seq, now_ms(), reason],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn failures_from(&self, from: i64, limit: usize) -> Result<Vec<StreamFailure>, DbError> {
         self.db
             .read(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT seq, event_id, record, attempts, failed_at FROM stream_failures ORDER BY seq LIMIT ?1",
+                    "SELECT seq, event_id, record, attempts, failed_at, last_error FROM stream_failures
+                     WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
                 )?;
                 let rows = stmt
-                    .query_map(params![limit as i64], |r| {
+                    .query_map(params![from, limit as i64], |r| {
                         let record: String = r.get(2)?;
                         let failed_at: i64 = r.get(4)?;
                         Ok(StreamFailure {
@@ -191,6 +240,7 @@ impl Stream {
                             failed_at: orderflow_core::time::from_millis(failed_at)
                                 .map(|t| orderflow_core::time::format(&t))
                                 .unwrap_or_default(),
+                            last_error: r.get(5)?,
                             record: serde_json::from_str(&record).unwrap_or(serde_json::Value::String(record)),
                         })
                     })?

@@ -78,7 +78,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// Whether a request needs the key: every write, and every read of subscriptions and dead
-/// letters. The confirmation and unsubscribe links stay open: subscribers follow them
+/// letters (pull-queue subscriptions under `/queues` included). The confirmation and unsubscribe links stay open: subscribers follow them
 /// without our key, and each carries its own unguessable token or ARN, as on SNS.
 pub fn requires_key(method: &Method, path: &str) -> bool {
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -93,7 +93,11 @@ pub fn requires_key(method: &Method, path: &str) -> bool {
     if path == "/subscriptions/confirm" || path == "/subscriptions/unsubscribe" {
         return false;
     }
-    under("/subscriptions") || under("/queue/dlq") || under("/stream/failures") || under("/dlq")
+    under("/subscriptions")
+        || under("/queue/dlq")
+        || under("/stream/failures")
+        || under("/dlq")
+        || under("/queues")
 }
 
 pub(crate) async fn require_api_key(
@@ -170,6 +174,8 @@ mod tests {
             (Method::GET, "/queue/dlq/abc"),
             (Method::GET, "/stream/failures"),
             (Method::GET, "/dlq"),
+            (Method::GET, "/queues/audit"),
+            (Method::GET, "/queues/audit/dlq"),
         ] {
             assert!(requires_key(&method, path), "{method} {path}");
         }

@@ -2,6 +2,7 @@
 //! plus the administration endpoints of the embedded engine.
 
 pub mod auth;
+mod dlq;
 mod error;
 mod fanout;
 pub mod limits;
@@ -74,7 +75,11 @@ pub fn router(state: AppState) -> Router {
             get(list_dead_letters).delete(purge_dead_letters),
         )
         .route("/queue/dlq/redrive", post(redrive_dead_letters))
-        .route("/stream/failures", get(list_stream_failures))
+        .route(
+            "/stream/failures",
+            get(list_stream_failures).delete(dlq::purge_stream_failures),
+        )
+        .merge(dlq::routes())
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/schema/order.json", get(order_schema))

@@ -4,6 +4,7 @@ mod auth;
 mod backpressure;
 mod cli;
 mod crash;
+mod dead_letters;
 mod delivery;
 mod dlq;
 mod errors;

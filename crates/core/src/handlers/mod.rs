@@ -3,5 +3,5 @@
 pub mod publish;
 pub mod store;
 
-pub use publish::publish_orders;
-pub use store::store_orders;
+pub use publish::{publish_orders, publish_orders_explained};
+pub use store::{store_orders, store_orders_explained};

@@ -25,21 +25,29 @@ impl TryFrom<&EventRecord> for OrderCreated {
 /// Publishes records in stream order and stops at the first failure: the stream retries
 /// from that record, so publishing past it would only announce later orders twice.
 pub async fn publish_orders(topic: &dyn Topic, event: Event) -> DynamoDbEventResponse {
+    publish_orders_explained(topic, event).await.0
+}
+
+/// [`publish_orders`], also returning why the first failed record failed (its error
+/// chain), for an on-failure destination that says what went wrong.
+pub async fn publish_orders_explained(
+    topic: &dyn Topic,
+    event: Event,
+) -> (DynamoDbEventResponse, Option<String>) {
     let mut response = DynamoDbEventResponse::default();
+    let mut reason = None;
     for record in &event.records {
         if let Err(error) = publish_record(topic, record).await {
-            tracing::warn!(
-                event_id = %record.event_id,
-                error = %crate::error_chain(&error),
-                "order not published"
-            );
+            let chain = crate::error_chain(&error);
+            tracing::warn!(event_id = %record.event_id, error = %chain, "order not published");
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = record.change.sequence_number.clone();
             response.batch_item_failures.push(failure);
+            reason = Some(chain);
             break;
         }
     }
-    response
+    (response, reason)
 }
 
 /// Publishes one record; anything but an INSERT (a MODIFY or REMOVE) is not an order event.

@@ -30,18 +30,30 @@ pub enum StoreError {
 /// Stores every record of the batch on its own; the failures are reported so SQS redelivers
 /// only those (`ReportBatchItemFailures`).
 pub async fn store_orders(table: &dyn OrderTable, event: SqsEvent) -> SqsBatchResponse {
+    store_orders_explained(table, event).await.0
+}
+
+/// [`store_orders`], also returning why each failed record failed (message id, error
+/// chain), for a dead-letter queue that says what went wrong.
+pub async fn store_orders_explained(
+    table: &dyn OrderTable,
+    event: SqsEvent,
+) -> (SqsBatchResponse, Vec<(String, String)>) {
     let outcomes = join_all(event.records.iter().map(|m| store_record(table, m))).await;
     let mut response = SqsBatchResponse::default();
+    let mut reasons = Vec::new();
     for (message, outcome) in event.records.iter().zip(outcomes) {
         if let Err(error) = outcome {
             let id = message.message_id.clone().unwrap_or_default();
-            tracing::warn!(message_id = %id, error = %crate::error_chain(&error), "order not stored");
+            let reason = crate::error_chain(&error);
+            tracing::warn!(message_id = %id, error = %reason, "order not stored");
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
+            failure.item_identifier = id.clone();
             response.batch_item_failures.push(failure);
+            reasons.push((id, reason));
         }
     }
-    response
+    (response, reasons)
 }
 
 #[tracing::instrument(skip_all, fields(message_id = message.message_id.as_deref().unwrap_or(""), order_id))]

@@ -3,17 +3,17 @@
 //! subscription's policy, then keeping what still fails in that subscription's dead-letter
 //! store; a slow subscriber never blocks the others.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
 use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::db::now_ms;
 use crate::fanout::Deliverers;
-use crate::topic::{DeliveryKind, DueDelivery, SqliteTopic, TOPIC_ARN};
+use crate::topic::{DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, TOPIC_ARN};
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -149,139 +149,253 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
     }
 }
 
+/// The worker's view of the deliveries it holds: buffered per subscription, in flight, or
+/// awaiting the record of their outcome. Held ids are never read from the store again.
 #[derive(Debug, Default)]
-struct InFlight {
+struct Held {
+    buffered: HashMap<String, VecDeque<DueDelivery>>,
+    in_flight: HashMap<String, usize>,
+    /// Every id buffered, in flight, or whose outcome is not yet committed.
     ids: HashSet<i64>,
-    per_subscription: HashMap<String, usize>,
+    /// Subscriptions whose last read returned everything that was due.
+    exhausted: HashSet<String>,
 }
 
 /// Runs until shutdown; in-flight attempts finish or are retried after a restart.
+///
+/// Reads due deliveries per subscription in batches (never per attempt), keeps each
+/// subscription's own buffer, so one subscriber's backlog cannot crowd out another, and
+/// records outcomes in batches on a separate task.
 pub async fn run_delivery_worker(
     topic: Arc<SqliteTopic>,
     deliverers: Arc<Deliverers>,
     config: DeliveryConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let held = Arc::new(Mutex::new(Held::default()));
     let slots = Arc::new(Semaphore::new(config.max_in_flight));
-    let notify = Arc::clone(topic.delivery_notify());
+    let new_work = Arc::clone(topic.delivery_notify());
+    let slot_freed = Arc::new(Notify::new());
+    let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel::<DeliveryOutcome>();
+    let recorder = tokio::spawn(record_outcomes(
+        Arc::clone(&topic),
+        Arc::clone(&held),
+        outcomes_rx,
+    ));
+    let per_subscription = config.max_in_flight_per_subscription.max(1);
+    let mut read_all = true;
+    let mut next_due: Option<i64> = None;
     while !*shutdown.borrow() {
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let (exclude, saturated) = {
-            let f = in_flight.lock().expect("in-flight lock");
-            let saturated: Vec<String> = f
-                .per_subscription
-                .iter()
-                .filter(|(_, n)| **n >= config.max_in_flight_per_subscription)
-                .map(|(id, _)| id.clone())
-                .collect();
-            (f.ids.clone(), saturated)
+        let work = new_work.notified();
+        tokio::pin!(work);
+        work.as_mut().enable();
+        let freed = slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+
+        if next_due.is_some_and(|t| t <= now_ms()) {
+            read_all = true;
+        }
+        // Read for subscriptions whose buffer ran low, unless the store had nothing more.
+        let wants = match topic.subscription_ids().await {
+            Ok(ids) => {
+                let mut h = held.lock().expect("held lock");
+                if read_all {
+                    h.exhausted.clear();
+                }
+                ids.into_iter()
+                    .filter(|id| !h.exhausted.contains(id))
+                    .filter_map(|id| {
+                        let have = h.buffered.get(&id).map_or(0, VecDeque::len);
+                        (have < per_subscription).then(|| (id, 2 * per_subscription - have))
+                    })
+                    .collect::<Vec<_>>()
+            }
+            Err(e) => {
+                tracing::error!(error = %orderflow_core::error_chain(&e), "could not list subscriptions");
+                Vec::new()
+            }
         };
-        let free = slots.available_permits();
-        let (due, next_due) = if free == 0 {
-            (Vec::new(), None)
-        } else {
-            match topic
-                .due(
-                    free,
-                    exclude,
-                    saturated,
-                    config.max_in_flight_per_subscription,
-                )
-                .await
-            {
-                Ok(r) => r,
+        read_all = false;
+        if !wants.is_empty() {
+            let exclude = held.lock().expect("held lock").ids.clone();
+            match topic.due_for(wants.clone(), exclude).await {
+                Ok((due, next)) => {
+                    next_due = next;
+                    let mut h = held.lock().expect("held lock");
+                    let mut got: HashMap<String, usize> = HashMap::new();
+                    for d in due {
+                        if h.ids.insert(d.id) {
+                            *got.entry(d.subscription.id.clone()).or_default() += 1;
+                            h.buffered
+                                .entry(d.subscription.id.clone())
+                                .or_default()
+                                .push_back(d);
+                        }
+                    }
+                    for (id, asked) in wants {
+                        if got.get(&id).copied().unwrap_or(0) < asked {
+                            h.exhausted.insert(id);
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %orderflow_core::error_chain(&e), "could not read due deliveries");
-                    (Vec::new(), Some(now_ms() + 1000))
+                    next_due = Some(now_ms() + 1000);
                 }
             }
-        };
+        }
+        // Start what the caps allow, taking subscriptions in turn.
         let mut started = 0;
-        for d in due {
-            {
-                let mut f = in_flight.lock().expect("in-flight lock");
-                let n = f
-                    .per_subscription
-                    .entry(d.subscription.id.clone())
-                    .or_default();
-                if *n >= config.max_in_flight_per_subscription {
-                    continue;
+        loop {
+            let mut progressed = false;
+            let batch: Vec<DueDelivery> = {
+                let mut h = held.lock().expect("held lock");
+                let Held {
+                    buffered,
+                    in_flight,
+                    ..
+                } = &mut *h;
+                let mut out = Vec::new();
+                for (sub, queue) in buffered.iter_mut() {
+                    let n = in_flight.entry(sub.clone()).or_default();
+                    if *n < per_subscription
+                        && let Some(d) = queue.pop_front()
+                    {
+                        *n += 1;
+                        out.push(d);
+                    }
                 }
-                *n += 1;
-                f.ids.insert(d.id);
-            }
-            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                release(&in_flight, &d);
-                break;
+                buffered.retain(|_, q| !q.is_empty());
+                out
             };
-            started += 1;
-            let (topic, deliverers, config, in_flight) = (
-                Arc::clone(&topic),
-                Arc::clone(&deliverers),
-                config.clone(),
-                Arc::clone(&in_flight),
-            );
-            tokio::spawn(async move {
-                attempt(&topic, &deliverers, &config, &d).await;
-                release(&in_flight, &d);
-                drop(permit);
-                topic.delivery_notify().notify_waiters();
-            });
+            for d in batch {
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    // No global slot: put it back at the front of its line.
+                    let mut h = held.lock().expect("held lock");
+                    if let Some(n) = h.in_flight.get_mut(&d.subscription.id) {
+                        *n = n.saturating_sub(1);
+                    }
+                    h.buffered
+                        .entry(d.subscription.id.clone())
+                        .or_default()
+                        .push_front(d);
+                    continue;
+                };
+                progressed = true;
+                started += 1;
+                let (deliverers, config, held, outcomes, freed) = (
+                    Arc::clone(&deliverers),
+                    config.clone(),
+                    Arc::clone(&held),
+                    outcomes_tx.clone(),
+                    Arc::clone(&slot_freed),
+                );
+                tokio::spawn(async move {
+                    let outcome = attempt(&deliverers, &config, &d).await;
+                    // The slot frees now; the id stays held until its outcome is committed.
+                    {
+                        let mut h = held.lock().expect("held lock");
+                        if let Some(n) = h.in_flight.get_mut(&d.subscription.id) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    drop(permit);
+                    let _ = outcomes.send(outcome);
+                    freed.notify_one();
+                });
+            }
+            if !progressed {
+                break;
+            }
         }
         if started == 0 {
             let until = next_due.unwrap_or(now_ms() + 5_000);
             let wait = Duration::from_millis((until - now_ms()).clamp(0, 5_000) as u64);
             tokio::select! {
-                _ = notified => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = &mut work => read_all = true,
+                _ = &mut freed => {}
+                _ = tokio::time::sleep(wait) => read_all = true,
                 _ = shutdown.changed() => {}
             }
+        } else if futures_ready(&mut work) {
+            read_all = true;
         }
+    }
+    // Attempts still running may finish within a moment and get recorded; one that hangs
+    // must not hold up the stop. What is not recorded stays pending and is sent again.
+    drop(outcomes_tx);
+    let abort = recorder.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(1), recorder)
+        .await
+        .is_err()
+    {
+        abort.abort();
     }
 }
 
-fn release(in_flight: &Mutex<InFlight>, d: &DueDelivery) {
-    let mut f = in_flight.lock().expect("in-flight lock");
-    f.ids.remove(&d.id);
-    if let Some(n) = f.per_subscription.get_mut(&d.subscription.id) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            f.per_subscription.remove(&d.subscription.id);
+/// True when new work was signalled, without waiting for it.
+fn futures_ready(work: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) -> bool {
+    use std::future::Future;
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    work.as_mut().poll(&mut cx).is_ready()
+}
+
+/// Commits outcomes in batches, then lets the worker read those deliveries again if needed.
+async fn record_outcomes(
+    topic: Arc<SqliteTopic>,
+    held: Arc<Mutex<Held>>,
+    mut outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while outcomes.recv_many(&mut batch, 512).await > 0 {
+        let ids: Vec<i64> = batch.iter().map(DeliveryOutcome::id).collect();
+        let retried = batch
+            .iter()
+            .any(|o| matches!(o, DeliveryOutcome::Retry { .. }));
+        if let Err(e) = topic.record_outcomes(std::mem::take(&mut batch)).await {
+            // They stay pending and are attempted again: at least once, never dropped.
+            tracing::error!(error = %orderflow_core::error_chain(&e), "could not record delivery outcomes");
+        }
+        let mut h = held.lock().expect("held lock");
+        for id in ids {
+            h.ids.remove(&id);
+        }
+        drop(h);
+        if retried {
+            topic.delivery_notify().notify_one();
         }
     }
 }
 
 #[tracing::instrument(skip_all, fields(delivery = d.id, kind = d.kind.header_value(), protocol = d.subscription.protocol.as_str(), subscription = %d.subscription.id, attempt = d.attempts + 1))]
 async fn attempt(
-    topic: &SqliteTopic,
     deliverers: &Deliverers,
     config: &DeliveryConfig,
     d: &DueDelivery,
-) {
-    let result = match crate::fanout::deliver(deliverers, config, d).await {
+) -> DeliveryOutcome {
+    match crate::fanout::deliver(deliverers, config, d).await {
         Ok(()) => {
             tracing::debug!("delivered");
-            topic.mark_delivered(d.id).await
+            DeliveryOutcome::Delivered(d.id)
         }
         Err(error) => {
             let (max_attempts, min, max) = config.policy_for(d);
             let attempts = d.attempts + 1;
-            let next = (attempts < max_attempts)
-                .then(|| now_ms() + backoff(min, max, attempts - 1).as_millis() as i64);
-            if next.is_some() {
+            if attempts < max_attempts {
                 tracing::info!(%error, "delivery failed; will retry");
+                let at = now_ms() + backoff(min, max, attempts - 1).as_millis() as i64;
+                DeliveryOutcome::Retry {
+                    id: d.id,
+                    error,
+                    at,
+                }
             } else {
                 tracing::warn!(%error, attempts, "delivery failed for good; moved to the subscription's dead-letter store");
+                DeliveryOutcome::Failed { id: d.id, error }
             }
-            topic.mark_attempt_failed(d.id, error, next).await
         }
-    };
-    if let Err(e) = result {
-        // The delivery stays pending and is attempted again: at least once, never dropped.
-        tracing::error!(error = %orderflow_core::error_chain(&e), "could not record the delivery outcome");
     }
 }
 

@@ -102,6 +102,10 @@ CREATE INDEX deliveries_subscription ON deliveries (subscription_id, state);
     r#"
 ALTER TABLE stream_failures ADD COLUMN last_error TEXT;
 "#,
+    // The delivery worker reads each subscription's due deliveries in order, without sorting.
+    r#"
+CREATE INDEX deliveries_subscription_due ON deliveries (subscription_id, state, next_attempt_at, id);
+"#,
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -381,6 +381,64 @@ fn delete_subscription(c: &rusqlite::Connection, id_or_arn: &str) -> Result<bool
     Ok(true)
 }
 
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered(i64),
+    /// Failed; try again at `at` (ms since the epoch).
+    Retry {
+        id: i64,
+        error: String,
+        at: i64,
+    },
+    /// Failed for good: into the subscription's dead-letter store.
+    Failed {
+        id: i64,
+        error: String,
+    },
+}
+
+impl DeliveryOutcome {
+    pub fn id(&self) -> i64 {
+        match self {
+            DeliveryOutcome::Delivered(id)
+            | DeliveryOutcome::Retry { id, .. }
+            | DeliveryOutcome::Failed { id, .. } => *id,
+        }
+    }
+}
+
+fn due_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueDelivery> {
+    let kind: String = r.get(1)?;
+    let subject: Option<String> = r.get(5)?;
+    let message = match subject {
+        Some(subject) => {
+            let attributes: String = r.get(7)?;
+            Some(TopicMessage {
+                message_id: r.get(2)?,
+                subject,
+                message: r.get(6)?,
+                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                published_at: r.get(8)?,
+            })
+        }
+        None => None,
+    };
+    Ok(DueDelivery {
+        id: r.get(0)?,
+        kind: if kind == "Notification" {
+            DeliveryKind::Notification
+        } else {
+            DeliveryKind::SubscriptionConfirmation
+        },
+        message_id: r.get(2)?,
+        attempts: r.get(3)?,
+        created_at: r.get(4)?,
+        subscription: subscription_from_row(r, 9)?,
+        message,
+    })
+}
+
 impl SqliteTopic {
     pub fn new(db: Arc<Db>) -> Self {
         SqliteTopic {
@@ -766,6 +824,96 @@ impl SqliteTopic {
                     .prepare_cached("SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND next_attempt_at > ?1")?
                     .query_row(params![now], |r| r.get(0))?;
                 Ok((rows, next))
+            })
+            .await
+    }
+
+    /// Due deliveries per subscription: for each `(subscription id, n)`, up to `n` of its
+    /// pending deliveries whose time has come, oldest first, skipping `exclude` (those the
+    /// worker already holds). Also returns when the next not-yet-due delivery falls due.
+    pub async fn due_for(
+        &self,
+        wants: Vec<(String, usize)>,
+        exclude: HashSet<i64>,
+    ) -> Result<(Vec<DueDelivery>, Option<i64>), DbError> {
+        self.db
+            .read(move |c| {
+                let now = now_ms();
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT d.id, d.kind, d.message_id, d.attempts, d.created_at,
+                            m.subject, m.message, m.attributes, m.published_at, {SUBSCRIPTION_COLUMNS}
+                     FROM deliveries d
+                     JOIN subscriptions s ON s.id = d.subscription_id
+                     LEFT JOIN topic_messages m ON m.message_id = d.message_id
+                     WHERE d.subscription_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+                     ORDER BY d.next_attempt_at, d.id LIMIT ?3"
+                ))?;
+                let mut out = Vec::new();
+                for (subscription, n) in wants {
+                    // Held ones come first in the same order, so ask for enough to skip them.
+                    let limit = (n + exclude.len()) as i64;
+                    let rows = stmt.query_map(params![subscription, now, limit], due_from_row)?;
+                    let mut taken = 0;
+                    for row in rows {
+                        let d = row?;
+                        if exclude.contains(&d.id) {
+                            continue;
+                        }
+                        out.push(d);
+                        taken += 1;
+                        if taken == n {
+                            break;
+                        }
+                    }
+                }
+                let next: Option<i64> = c
+                    .prepare_cached(
+                        "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND next_attempt_at > ?1",
+                    )?
+                    .query_row(params![now], |r| r.get(0))?;
+                Ok((out, next))
+            })
+            .await
+    }
+
+    /// Ids of every subscription, the worker's unit of fairness.
+    pub async fn subscription_ids(&self) -> Result<Vec<String>, DbError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c.prepare_cached("SELECT id FROM subscriptions ORDER BY id")?;
+                let ids = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(ids)
+            })
+            .await
+    }
+
+    /// Records many attempts' outcomes in one transaction.
+    pub async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> Result<(), DbError> {
+        self.db
+            .write_relaxed(move |c| {
+                let now = now_ms();
+                let mut delivered = c.prepare_cached(
+                    "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2,
+                     last_error = NULL WHERE id = ?1",
+                )?;
+                let mut retry = c.prepare_cached(
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                     WHERE id = ?1",
+                )?;
+                let mut failed = c.prepare_cached(
+                    "UPDATE deliveries SET attempts = attempts + 1, state = 'failed', last_error = ?2,
+                     failed_at = ?3 WHERE id = ?1",
+                )?;
+                for o in &outcomes {
+                    match o {
+                        DeliveryOutcome::Delivered(id) => delivered.execute(params![id, now])?,
+                        DeliveryOutcome::Retry { id, error, at } => retry.execute(params![id, at, error])?,
+                        DeliveryOutcome::Failed { id, error } => failed.execute(params![id, error, now])?,
+                    };
+                }
+                Ok(())
             })
             .await
     }

@@ -48,8 +48,24 @@ pub fn init_logging() {
         .json()
         .with_env_filter(filter)
         .with_target(false)
-        .with_current_span(false)
+        // Every line carries its spans: the invocation's request and X-Ray trace ids, and
+        // the order's id and request id inside the handlers.
+        .with_current_span(true)
+        .with_span_list(true)
         .init();
+}
+
+/// The span one invocation runs in: Lambda's request id and the X-Ray trace header.
+pub fn invocation_span(context: &lambda_runtime::Context) -> tracing::Span {
+    let trace = context
+        .xray_trace_id
+        .clone()
+        .or_else(orderflow_core::correlation::aws_trace_id_from_env);
+    tracing::info_span!(
+        "invocation",
+        aws_request_id = %context.request_id,
+        aws_trace = trace.as_deref().unwrap_or("")
+    )
 }
 
 /// Logs an init failure where Lambda shows it, then hands it back for `main` to return.

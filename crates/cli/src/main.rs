@@ -5,6 +5,7 @@ mod chart;
 mod client;
 mod dlq;
 mod guard;
+mod observe;
 mod serve;
 mod subscriptions;
 
@@ -35,6 +36,10 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// Manage subscriptions of a running server, and their dead-letter stores.
     Subscriptions(subscriptions::SubscriptionsArgs),
+    /// A compact summary of a running server: counts, depths, lag, failing subscriptions.
+    Status(observe::StatusArgs),
+    /// One order's journey: accepted, received, stored, published, delivered to each subscription.
+    Trace(observe::TraceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +56,8 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
             Command::Subscriptions(args) => subscriptions::run(args).await,
+            Command::Status(args) => observe::status(args).await,
+            Command::Trace(args) => observe::trace(args).await,
         }
     });
     match result {

@@ -19,7 +19,9 @@ pub fn sample_order() -> StoredOrder {
         .expect("sample order is valid")
         .into_order(OrderId::generate);
     let now = Utc::now().trunc_subsecs(3);
-    StoredOrder::new(order, now, now).expect("sample total")
+    StoredOrder::new(order, now, now)
+        .expect("sample total")
+        .with_request_id(Some(crate::RequestId::generate()))
 }
 
 pub async fn order_table(table: &dyn OrderTable) {

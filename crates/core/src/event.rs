@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::correlation::REQUEST_ID_ATTRIBUTE;
 use crate::order::StoredOrder;
 use crate::ports::{MessageAttribute, Publication};
 
@@ -32,7 +33,7 @@ impl OrderCreated {
 
     /// Attributes subscribers can filter on without parsing the message.
     pub fn attributes(&self) -> BTreeMap<String, MessageAttribute> {
-        BTreeMap::from([
+        let mut attributes = BTreeMap::from([
             (
                 "eventType".to_owned(),
                 MessageAttribute::String(TOPIC_SUBJECT.to_owned()),
@@ -49,7 +50,14 @@ impl OrderCreated {
                 "total".to_owned(),
                 MessageAttribute::Number(self.order.total.to_string()),
             ),
-        ])
+        ]);
+        if let Some(id) = &self.order.request_id {
+            attributes.insert(
+                REQUEST_ID_ATTRIBUTE.to_owned(),
+                MessageAttribute::String(id.to_string()),
+            );
+        }
+        attributes
     }
 
     pub fn to_publication(&self, dedup_id: String) -> Publication {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use serde_dynamo::{AttributeValue, Item};
 
+use crate::correlation::RequestId;
 use crate::money::Money;
 use crate::order::{Order, OrderId, OrderItem, OrderStatus, ShippingAddress, StoredOrder};
 
@@ -75,6 +76,9 @@ pub fn to_item(order: &StoredOrder) -> Item {
         s(&crate::time::format(&order.received_at)),
     );
     m.insert("storedAt".into(), s(&crate::time::format(&order.stored_at)));
+    if let Some(id) = &order.request_id {
+        m.insert("requestId".into(), s(id.as_str()));
+    }
     Item::from(m)
 }
 
@@ -120,6 +124,10 @@ pub fn from_item(item: &Item) -> Result<StoredOrder, ItemError> {
         status,
         received_at: req_time(m, "receivedAt")?,
         stored_at: req_time(m, "storedAt")?,
+        // Items stored before request ids existed have none.
+        request_id: opt_s(m, "requestId")?
+            .map(|v| RequestId::parse(&v).ok_or_else(|| err("requestId", "not a request id")))
+            .transpose()?,
     })
 }
 
@@ -189,8 +197,11 @@ mod tests {
             .unwrap()
             .into_order(OrderId::generate);
         let now = chrono::Utc::now();
-        let stored = StoredOrder::new(order, now, now).unwrap();
+        let stored = StoredOrder::new(order, now, now)
+            .unwrap()
+            .with_request_id(RequestId::parse("req-1"));
         let item = to_item(&stored);
+        assert_eq!(item.get("requestId"), Some(&s("req-1")));
         assert_eq!(
             item.get("total"),
             Some(&AttributeValue::N("2469135.78".into()))
@@ -198,6 +209,20 @@ mod tests {
         let back = from_item(&item).unwrap();
         assert_eq!(back.order, stored.order);
         assert_eq!(back.total, stored.total);
+        assert_eq!(back.request_id, stored.request_id);
+    }
+
+    #[test]
+    fn an_item_stored_before_request_ids_still_reads() {
+        let order = OrderRequest::parse(
+            br#"{"orderID":"o-2","customerId":"c","items":[{"sku":"A","quantity":1,"unitPrice":1}],"currency":"USD"}"#,
+        )
+        .unwrap()
+        .into_order(OrderId::generate);
+        let now = chrono::Utc::now();
+        let item = to_item(&StoredOrder::new(order, now, now).unwrap());
+        assert!(item.get("requestId").is_none());
+        assert_eq!(from_item(&item).unwrap().request_id, None);
     }
 
     #[test]

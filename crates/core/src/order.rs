@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::correlation::RequestId;
 use crate::money::{Money, MoneyError};
 use crate::time::rfc3339;
 
@@ -236,6 +237,9 @@ pub struct StoredOrder {
     pub status: OrderStatus,
     pub received_at: DateTime<Utc>,
     pub stored_at: DateTime<Utc>,
+    /// The request id of the `POST /orders` that accepted it; absent on orders stored
+    /// before request ids existed, or put on the queue by another producer.
+    pub request_id: Option<RequestId>,
 }
 
 /// The JSON of a [`StoredOrder`]: the order's fields and the stored ones side by side. Spelled
@@ -261,6 +265,8 @@ struct StoredOrderJson {
     received_at: DateTime<Utc>,
     #[serde(with = "rfc3339")]
     stored_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_id: Option<RequestId>,
 }
 
 impl From<StoredOrder> for StoredOrderJson {
@@ -278,6 +284,7 @@ impl From<StoredOrder> for StoredOrderJson {
             status: s.status,
             received_at: s.received_at,
             stored_at: s.stored_at,
+            request_id: s.request_id,
         }
     }
 }
@@ -298,6 +305,7 @@ impl From<StoredOrderJson> for StoredOrder {
             status: j.status,
             received_at: j.received_at,
             stored_at: j.stored_at,
+            request_id: j.request_id,
         }
     }
 }
@@ -315,7 +323,13 @@ impl StoredOrder {
             status: OrderStatus::Stored,
             received_at,
             stored_at,
+            request_id: None,
         })
+    }
+
+    pub fn with_request_id(mut self, request_id: Option<RequestId>) -> Self {
+        self.request_id = request_id;
+        self
     }
 
     pub fn id(&self) -> &OrderId {

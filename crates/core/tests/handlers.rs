@@ -328,3 +328,37 @@ async fn the_stream_batch_response_serializes_as_lambda_expects() {
         json!({"batchItemFailures": [{"itemIdentifier": FIRST_INSERT}]})
     );
 }
+
+#[tokio::test]
+async fn the_request_id_on_the_message_is_stored_and_published_as_an_attribute() {
+    let mut event = sqs_event();
+    for (i, record) in event.records.iter_mut().enumerate() {
+        record.message_attributes = serde_json::from_value(json!({
+            "requestId": {"stringValue": format!("req-{i}"), "dataType": "String"}
+        }))
+        .unwrap();
+    }
+    let table = InMemoryOrderTable::default();
+    store_orders(&table, event).await;
+    let order = stored(&table, "ord-1001").await;
+    assert_eq!(order.request_id.as_ref().map(|r| r.as_str()), Some("req-0"));
+
+    let topic = InMemoryTopic::default();
+    let mut record = dynamodb_event().records.remove(0);
+    record.change.new_image = to_item(&order);
+    let mut event = DynamoDbEvent::default();
+    event.records = vec![record];
+    publish_orders(&topic, event).await;
+    let published = topic.published();
+    assert_eq!(
+        published[0].attributes.get("requestId"),
+        Some(&MessageAttribute::String("req-0".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_message_without_a_request_id_stores_an_order_without_one() {
+    let table = InMemoryOrderTable::default();
+    store_orders(&table, sqs_event()).await;
+    assert_eq!(stored(&table, "ord-1001").await.request_id, None);
+}

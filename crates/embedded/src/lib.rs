@@ -12,6 +12,7 @@ pub mod schema;
 pub mod stream;
 pub mod table;
 pub mod topic;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -213,6 +214,7 @@ impl Engine {
 
     /// Starts the pollers and the delivery worker. `public_url` is how subscribers reach us.
     pub async fn start(&self, public_url: &str) -> Result<(), EngineError> {
+        trace::create_receipts(&self.db).await?;
         let released = self.queue.release_all_in_flight().await?;
         if released > 0 {
             tracing::info!(

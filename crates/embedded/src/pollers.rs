@@ -104,8 +104,14 @@ pub async fn run_store_poller(
 async fn process_batch(queue: &Queue, table: &dyn OrderTable, messages: Vec<ReceivedMessage>) {
     let mut event = SqsEvent::default();
     event.records = messages.iter().map(sqs_message).collect();
+    let started = std::time::Instant::now();
     let (response, reasons) = store_orders_explained(table, event).await;
+    metrics::histogram!("orderflow_handler_batch_duration_seconds", "handler" => "store-orders")
+        .record(started.elapsed().as_secs_f64());
     let reasons: std::collections::HashMap<String, String> = reasons.into_iter().collect();
+    if let Err(e) = crate::trace::note_receipts(queue.db(), &messages, &reasons).await {
+        tracing::warn!(error = %orderflow_core::error_chain(&e), "could not note the receipts");
+    }
     let failed: std::collections::HashSet<&str> = response
         .batch_item_failures
         .iter()
@@ -180,7 +186,10 @@ pub async fn run_stream_poller(
         let seqs: Vec<i64> = pending.records.iter().map(|(s, _)| *s).collect();
         let mut event = StreamEvent::default();
         event.records = pending.records.iter().map(|(_, r)| r.clone()).collect();
+        let started = std::time::Instant::now();
         let (response, reason) = publish_orders_explained(topic.as_ref(), event).await;
+        metrics::histogram!("orderflow_handler_batch_duration_seconds", "handler" => "publish-orders")
+            .record(started.elapsed().as_secs_f64());
         let first_failure = response.batch_item_failures.first().map(|f| {
             f.item_identifier
                 .as_deref()

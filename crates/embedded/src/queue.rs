@@ -108,6 +108,10 @@ impl Queue {
         &self.config
     }
 
+    pub(crate) fn db(&self) -> &Arc<Db> {
+        &self.db
+    }
+
     /// Wakes pollers when messages arrive.
     pub fn notify(&self) -> &Arc<Notify> {
         &self.notify

@@ -6,6 +6,7 @@ mod dlq;
 mod error;
 mod fanout;
 pub mod limits;
+mod observe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use orderflow_core::correlation::{REQUEST_ID_ATTRIBUTE, REQUEST_ID_HEADER, RequestId};
 use orderflow_core::{OrderId, OrderRequest, OrderTable};
 use orderflow_embedded::Engine;
 use serde::{Deserialize, Serialize};
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             get(list_stream_failures).delete(dlq::purge_stream_failures),
         )
         .merge(dlq::routes())
+        .merge(observe::routes())
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/schema/order.json", get(order_schema))
@@ -112,6 +115,7 @@ pub fn router(state: AppState) -> Router {
                 |request: &Request| tracing::debug_span!("request", method = %request.method(), path = request.uri().path()),
             ),
         )
+        .layer(middleware::from_fn(observe::observe_request))
         .with_state(state)
 }
 
@@ -207,7 +211,7 @@ struct Accepted {
     message: String,
 }
 
-#[tracing::instrument(skip_all, fields(order_id))]
+#[tracing::instrument(skip_all, fields(order_id, request_id))]
 async fn post_order(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -218,12 +222,18 @@ async fn post_order(
     let order = OrderRequest::parse(&bytes)?.into_order(OrderId::generate);
     limits::check_queue_depth(&state).await?;
     let id = order.order_id.to_string();
-    tracing::Span::current().record("order_id", id.as_str());
+    // `observe_request` has made the header a valid id; without it, make one here.
+    let request_id =
+        RequestId::from_client(headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()));
+    let span = tracing::Span::current();
+    span.record("order_id", id.as_str());
+    span.record("request_id", request_id.as_str());
+    let attributes = BTreeMap::from([(REQUEST_ID_ATTRIBUTE.to_owned(), request_id.to_string())]);
     // The 202 is sent only after the message is committed and fsync'd.
     state
         .engine
         .queue()
-        .send(order.to_json(), BTreeMap::new())
+        .send(order.to_json(), attributes)
         .await
         .map_err(|e| {
             tracing::error!(error = %orderflow_core::error_chain(&e), "could not queue the order");
@@ -231,6 +241,7 @@ async fn post_order(
                 "The order could not be queued durably; it was not accepted. Retry shortly".into(),
             )
         })?;
+    tracing::debug!("order accepted");
     let location = format!("/orders/{id}");
     let body = Accepted {
         message: format!("Order {id} received"),

@@ -4,8 +4,11 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use orderflow_aws::SnsTopic;
-use orderflow_aws::lambda::{ORDERS_TOPIC_ARN, init_failed, init_logging, required_env};
+use orderflow_aws::lambda::{
+    ORDERS_TOPIC_ARN, init_failed, init_logging, invocation_span, required_env,
+};
 use orderflow_core::handlers::publish_orders;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,7 +22,10 @@ async fn main() -> Result<(), Error> {
     let topic = SnsTopic::new(aws_sdk_sns::Client::new(&config), topic_arn);
     let topic = &topic;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<DynamoDbEventResponse, Error>(publish_orders(topic, event.payload).await)
+        let span = invocation_span(&event.context);
+        Ok::<DynamoDbEventResponse, Error>(
+            publish_orders(topic, event.payload).instrument(span).await,
+        )
     }))
     .await
 }

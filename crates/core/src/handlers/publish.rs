@@ -51,7 +51,7 @@ pub async fn publish_orders_explained(
 }
 
 /// Publishes one record; anything but an INSERT (a MODIFY or REMOVE) is not an order event.
-#[tracing::instrument(skip_all, fields(event_id = %record.event_id, order_id))]
+#[tracing::instrument(skip_all, fields(event_id = %record.event_id, order_id, request_id))]
 pub async fn publish_record(
     topic: &dyn Topic,
     record: &EventRecord,
@@ -60,7 +60,11 @@ pub async fn publish_record(
         return Ok(None);
     }
     let event = OrderCreated::try_from(record).map_err(PublishError::BadImage)?;
-    tracing::Span::current().record("order_id", event.order.id().as_str());
+    let span = tracing::Span::current();
+    span.record("order_id", event.order.id().as_str());
+    if let Some(id) = &event.order.request_id {
+        span.record("request_id", id.as_str());
+    }
     let message_id = topic
         .publish(&event.to_publication(record.event_id.clone()))
         .await

@@ -4,6 +4,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 
+use crate::correlation::{AWS_TRACE_HEADER_ATTRIBUTE, REQUEST_ID_ATTRIBUTE, RequestId};
 use crate::money::MoneyError;
 use crate::order::{Order, OrderRejection, StoredOrder};
 use crate::ports::{OrderTable, TableError};
@@ -56,7 +57,13 @@ pub async fn store_orders_explained(
     (response, reasons)
 }
 
-#[tracing::instrument(skip_all, fields(message_id = message.message_id.as_deref().unwrap_or(""), order_id))]
+#[tracing::instrument(skip_all, fields(
+    message_id = message.message_id.as_deref().unwrap_or(""),
+    order_id,
+    request_id = request_id(message).as_ref().map(RequestId::as_str),
+    aws_trace = message.attributes.get(AWS_TRACE_HEADER_ATTRIBUTE),
+    receive_count = message.attributes.get("ApproximateReceiveCount"),
+))]
 pub async fn store_record(
     table: &dyn OrderTable,
     message: &SqsMessage,
@@ -66,7 +73,9 @@ pub async fn store_record(
     tracing::Span::current().record("order_id", order.order_id.as_str());
     let now = Utc::now();
     let received_at = sent_timestamp(message).unwrap_or(now);
-    let stored = StoredOrder::new(order, received_at, now).map_err(StoreError::Total)?;
+    let stored = StoredOrder::new(order, received_at, now)
+        .map_err(StoreError::Total)?
+        .with_request_id(request_id(message));
     match table.put_new(&stored).await {
         Ok(()) => {
             tracing::debug!("order stored");
@@ -78,6 +87,12 @@ pub async fn store_record(
         }
         Err(e) => Err(StoreError::Table(e)),
     }
+}
+
+/// The request id the API put on the message; another producer's message may have none.
+fn request_id(message: &SqsMessage) -> Option<RequestId> {
+    let attribute = message.message_attributes.get(REQUEST_ID_ATTRIBUTE)?;
+    RequestId::parse(attribute.string_value.as_deref()?)
 }
 
 /// When SQS accepted the message: the moment the order was acknowledged to the client.

@@ -1,0 +1,240 @@
+//! `orderflow status` and `orderflow trace`: the pipeline's health at a glance, and where one
+//! order is, read from a running server.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::BoxError;
+use crate::client::{ServerArgs, describe_error};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the server's JSON (`/stats` and the subscriptions) instead of the summary.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The orderID.
+    order_id: String,
+    /// Print the server's JSON instead of the timeline.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// GET `path`: the JSON body, or the server's error rendered for a person.
+async fn get(
+    client: &reqwest::Client,
+    server: &ServerArgs,
+    path: &str,
+) -> Result<Result<Value, String>, BoxError> {
+    let url = server.endpoint(path);
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if status.is_success() {
+        Ok(Ok(serde_json::from_str(&text)?))
+    } else {
+        Ok(Err(describe_error(status, &text)))
+    }
+}
+
+fn n(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Exit status 0 when nothing is failing, 1 when something needs a look.
+pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
+    let client = args.server.client()?;
+    let stats = match get(&client, &args.server, "/stats").await? {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let subscriptions = match get(&client, &args.server, "/subscriptions").await? {
+        Ok(v) => v["subscriptions"].as_array().cloned().unwrap_or_default(),
+        Err(e) => {
+            eprintln!("subscriptions: {e}");
+            Vec::new()
+        }
+    };
+    let failing: Vec<&Value> = subscriptions
+        .iter()
+        .filter(|s| n(s, "/deliveries/failed") > 0 || s["lastError"].is_string())
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"stats": stats, "subscriptions": subscriptions})
+        );
+    } else {
+        let age = stats
+            .pointer("/queue/oldestAgeMs")
+            .and_then(Value::as_i64)
+            .map_or_else(
+                || "-".to_owned(),
+                |ms| format!("{:.1}s", ms as f64 / 1000.0),
+            );
+        println!(
+            "queue          {} visible, {} in flight, {} dead letters, oldest {age}",
+            n(&stats, "/queue/visible"),
+            n(&stats, "/queue/inFlight"),
+            n(&stats, "/queue/deadLetter"),
+        );
+        println!("orders         {} stored", n(&stats, "/orders/stored"));
+        println!(
+            "stream         {} not yet published, {} failed",
+            n(&stats, "/stream/pending"),
+            n(&stats, "/stream/failed"),
+        );
+        println!(
+            "deliveries     {} delivered, {} pending, {} failed, {} filtered",
+            n(&stats, "/deliveries/delivered"),
+            n(&stats, "/deliveries/pending"),
+            n(&stats, "/deliveries/failed"),
+            n(&stats, "/deliveries/filtered"),
+        );
+        println!(
+            "subscriptions  {} ({} failing)",
+            n(&stats, "/subscriptions"),
+            failing.len()
+        );
+        for s in &failing {
+            println!(
+                "  FAILING {} {} {}: {} pending, {} failed; last error: {}",
+                s["name"].as_str().or(s["id"].as_str()).unwrap_or(""),
+                s["protocol"].as_str().unwrap_or(""),
+                s["endpoint"].as_str().unwrap_or(""),
+                n(s, "/deliveries/pending"),
+                n(s, "/deliveries/failed"),
+                s["lastError"].as_str().unwrap_or("-"),
+            );
+        }
+    }
+    let unhealthy = !failing.is_empty()
+        || n(&stats, "/queue/deadLetter") > 0
+        || n(&stats, "/stream/failed") > 0;
+    Ok(if unhealthy {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("-")
+}
+
+/// Prints the order's journey, one line per stage; exit status 1 when a stage failed.
+pub async fn trace(args: TraceArgs) -> Result<ExitCode, BoxError> {
+    let client = args.server.client()?;
+    let path = format!("/orders/{}/trace", args.order_id);
+    let t = match get(&client, &args.server, &path).await? {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if args.json {
+        println!("{t}");
+    } else {
+        print!("{}", render_trace(&t));
+    }
+    let failed = matches!(
+        t["stage"].as_str(),
+        Some("dead-lettered" | "publish-failed" | "delivery-failed")
+    ) || t["deliveries"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|d| d["lastError"].is_string()));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The timeline: `STAGE  TIME  DETAIL`, a stage not reached yet shows `-`.
+pub fn render_trace(t: &Value) -> String {
+    let mut out = format!(
+        "order {}  request {}  stage {}\n",
+        s(t, "orderID"),
+        s(t, "requestId"),
+        s(t, "stage")
+    );
+    let mut line = |stage: &str, at: &str, detail: String| {
+        out.push_str(&format!("  {stage:<10} {at:<25} {detail}\n"));
+    };
+    line("accepted", s(t, "acceptedAt"), String::new());
+    let r = &t["received"];
+    if r.is_object() {
+        let mut detail = format!("receives: {}", n(r, "/receiveCount"));
+        if let Some(e) = r["lastError"].as_str() {
+            detail.push_str(&format!("; last error: {e}"));
+        }
+        if let Some(at) = r["deadLetteredAt"].as_str() {
+            detail.push_str(&format!("; DEAD-LETTERED at {at}"));
+        }
+        line("received", s(r, "firstReceivedAt"), detail);
+    } else {
+        line(
+            "received",
+            "-",
+            "not yet received by the store handler".into(),
+        );
+    }
+    line("stored", s(t, "storedAt"), String::new());
+    let p = &t["published"];
+    if p.is_object() {
+        let mut detail = s(p, "state").to_owned();
+        if let Some(m) = p["messageId"].as_str() {
+            detail.push_str(&format!("; message {m}"));
+        }
+        if let Some(a) = p["attempts"].as_u64() {
+            detail.push_str(&format!("; attempts: {a}"));
+        }
+        line("published", s(p, "at"), detail);
+    } else {
+        line("published", "-", String::new());
+    }
+    let deliveries = t["deliveries"].as_array().cloned().unwrap_or_default();
+    if deliveries.is_empty() && p["state"] == "published" {
+        line("delivered", "-", "no subscription takes it".into());
+    }
+    for d in &deliveries {
+        let who = d["name"].as_str().unwrap_or_else(|| s(d, "subscriptionId"));
+        let at = d["deliveredAt"]
+            .as_str()
+            .or(d["failedAt"].as_str())
+            .unwrap_or("-");
+        let mut detail = format!(
+            "{} {} {}: {}; attempts: {}",
+            who,
+            s(d, "protocol"),
+            s(d, "endpoint"),
+            s(d, "state"),
+            n(d, "/attempts")
+        );
+        if let Some(e) = d["lastError"].as_str() {
+            detail.push_str(&format!("; last error: {e}"));
+        }
+        if let Some(next) = d["nextAttemptAt"].as_str() {
+            detail.push_str(&format!("; next attempt {next}"));
+        }
+        line("delivered", at, detail);
+    }
+    out
+}

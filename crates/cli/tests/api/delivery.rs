@@ -152,6 +152,7 @@ async fn a_notification_follows_the_sns_envelope() {
             "currency": {"Type": "String", "Value": "EUR"},
             "customerId": {"Type": "String", "Value": "cust-42"},
             "total": {"Type": "Number", "Value": "60.07"},
+            "requestId": {"Type": "String", "Value": stored["requestId"]},
         }),
         "{envelope}"
     );

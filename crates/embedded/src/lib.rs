@@ -117,7 +117,7 @@ pub struct Engine {
     topic: Arc<SqliteTopic>,
     pull_queues: Arc<fanout::pull::PullQueues>,
     /// Created (or loaded) at start; serves `SigningCertURL`.
-    signer: OnceLock<Arc<fanout::signing::Signer>>,
+    signer: Arc<OnceLock<Arc<fanout::signing::Signer>>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held while open: one process per data directory, so queue receipts are ours alone.
@@ -205,7 +205,7 @@ impl Engine {
             stream,
             topic,
             pull_queues,
-            signer: OnceLock::new(),
+            signer: Arc::new(OnceLock::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
             _lock: lock,
@@ -233,25 +233,13 @@ impl Engine {
             Some(smtp) => Some(fanout::email::Mailer::new(smtp)?),
             None => None,
         };
-        let signer = match self.signer.get() {
-            Some(signer) => Arc::clone(signer),
-            None => {
-                let dir = self.config.data_dir.clone();
-                let signer = tokio::task::spawn_blocking(move || {
-                    fanout::signing::Signer::load_or_create(&dir)
-                })
-                .await
-                .expect("the signing key task does not panic")?;
-                Arc::clone(self.signer.get_or_init(|| Arc::new(signer)))
-            }
-        };
-        let deliverers = Arc::new(fanout::Deliverers {
+        let deliverers = fanout::Deliverers {
             http: client,
             mailer,
-            signer: Some(signer),
+            signer: None,
             queues: Arc::clone(&self.pull_queues),
             logs: fanout::log::LogWriter::new(self.log_dir()),
-        });
+        };
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let table: Arc<dyn OrderTable> = self.table.clone();
         for _ in 0..self.config.store_concurrency.max(1) {
@@ -271,12 +259,40 @@ impl Engine {
         )));
         let mut delivery = self.config.delivery.clone();
         delivery.public_url = public_url.to_owned();
-        tasks.push(tokio::spawn(delivery::run_delivery_worker(
+        // Creating the signing key on a first start takes long enough (an RSA key pair) to
+        // delay readiness, so the delivery worker makes it before it starts; orders are
+        // accepted and stored meanwhile, and nothing is delivered unsigned.
+        let (signer_cell, dir, topic, shutdown) = (
+            Arc::clone(&self.signer),
+            self.config.data_dir.clone(),
             Arc::clone(&self.topic),
-            deliverers,
-            delivery,
             self.shutdown.subscribe(),
-        )));
+        );
+        tasks.push(tokio::spawn(async move {
+            let signer = match signer_cell.get() {
+                Some(signer) => Arc::clone(signer),
+                None => {
+                    let created = tokio::task::spawn_blocking(move || {
+                        fanout::signing::Signer::load_or_create(&dir)
+                    })
+                    .await
+                    .expect("the signing key task does not panic");
+                    match created {
+                        Ok(signer) => Arc::clone(signer_cell.get_or_init(|| Arc::new(signer))),
+                        Err(e) => {
+                            // The worker stops, so /healthz reports the pipeline as down.
+                            tracing::error!(error = %orderflow_core::error_chain(&e), "cannot load or create the signing key; nothing will be delivered");
+                            return;
+                        }
+                    }
+                }
+            };
+            let deliverers = Arc::new(fanout::Deliverers {
+                signer: Some(signer),
+                ..deliverers
+            });
+            delivery::run_delivery_worker(topic, deliverers, delivery, shutdown).await;
+        }));
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 pub mod correlation;
 pub mod event;
 pub mod filter;
+pub mod fuzz;
 pub mod handlers;
 pub mod item;
 pub mod memory;

@@ -7,6 +7,7 @@ mod error;
 mod fanout;
 pub mod limits;
 mod observe;
+pub mod openapi;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,6 +83,7 @@ pub fn router(state: AppState) -> Router {
             get(list_stream_failures).delete(dlq::purge_stream_failures),
         )
         .merge(dlq::routes())
+        .merge(openapi::routes())
         .merge(observe::routes())
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             refuse_writes_when_draining,
         ))
+        .layer(middleware::from_fn(error::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -362,3 +362,67 @@ async fn a_message_without_a_request_id_stores_an_order_without_one() {
     store_orders(&table, sqs_event()).await;
     assert_eq!(stored(&table, "ord-1001").await.request_id, None);
 }
+
+/// Counts batch calls and fails the batch's `fail_at`-th publication.
+#[derive(Debug, Default)]
+struct BatchingTopic {
+    inner: InMemoryTopic,
+    batches: std::sync::Mutex<Vec<usize>>,
+    fail_at: Option<usize>,
+}
+
+#[async_trait::async_trait]
+impl orderflow_core::Topic for BatchingTopic {
+    async fn publish(
+        &self,
+        publication: &orderflow_core::Publication,
+    ) -> Result<String, orderflow_core::TopicError> {
+        self.inner.publish(publication).await
+    }
+
+    async fn publish_batch(
+        &self,
+        publications: &[orderflow_core::Publication],
+    ) -> Vec<Result<String, orderflow_core::TopicError>> {
+        self.batches.lock().unwrap().push(publications.len());
+        let mut out = Vec::new();
+        for (i, p) in publications.iter().enumerate() {
+            if Some(i) == self.fail_at {
+                out.push(Err(orderflow_core::TopicError::Rejected("injected".into())));
+                break;
+            }
+            out.push(self.inner.publish(p).await);
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn publish_orders_hands_every_insert_to_the_topic_in_one_batch() {
+    let topic = BatchingTopic::default();
+    let response = publish_orders(&topic, dynamodb_event()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(*topic.batches.lock().unwrap(), vec![2], "two INSERTs, one call");
+    assert_eq!(order_ids_published(&topic.inner), vec!["ord-1001", "ord-1002"]);
+}
+
+#[tokio::test]
+async fn a_failure_inside_the_batch_reports_that_record_and_keeps_those_before_it() {
+    let topic = BatchingTopic {
+        fail_at: Some(1),
+        ..BatchingTopic::default()
+    };
+    let event = dynamodb_event();
+    let second_insert = event
+        .records
+        .iter()
+        .filter(|r| r.event_name == "INSERT")
+        .nth(1)
+        .unwrap()
+        .change
+        .sequence_number
+        .clone();
+    let response = publish_orders(&topic, event).await;
+    assert_eq!(stream_failures(&response), vec![second_insert.as_deref()]);
+    assert_eq!(order_ids_published(&topic.inner), vec!["ord-1001"]);
+}

@@ -991,55 +991,83 @@ impl Topic for SqliteTopic {
     /// A publication whose `dedup_id` was seen before returns the first message id and
     /// delivers nothing new, so a retried stream record is announced once.
     async fn publish(&self, publication: &Publication) -> Result<String, TopicError> {
-        let p = publication.clone();
+        let mut results = self.publish_batch(std::slice::from_ref(publication)).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(TopicError::Rejected("nothing was published".into())))
+    }
+
+    /// Publishes the whole batch in one transaction: one commit for a stream batch instead
+    /// of one per order.
+    async fn publish_batch(&self, publications: &[Publication]) -> Vec<Result<String, TopicError>> {
+        if publications.is_empty() {
+            return Vec::new();
+        }
+        let batch = publications.to_vec();
         let policies = Arc::clone(&self.policies);
-        let (message_id, fresh) = self
+        let outcome = self
             .db
             .write_relaxed(move |c| {
-                let existing: Option<String> = c
-                    .prepare_cached("SELECT message_id FROM topic_messages WHERE dedup_id = ?1")?
-                    .query_row(params![p.dedup_id], |r| r.get(0))
-                    .optional()?;
-                if let Some(id) = existing {
-                    return Ok((id, false));
-                }
-                let id = uuid::Uuid::new_v4().to_string();
-                let now = now_ms();
-                let attributes = serde_json::to_string(&p.attributes).expect("attributes serialize");
-                c.prepare_cached(
-                    "INSERT INTO topic_messages (message_id, dedup_id, subject, message, attributes, published_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![id, p.dedup_id, p.subject, p.message, attributes, now])?;
-                let subscribers: Vec<(String, String)> = c
-                    .prepare_cached("SELECT id, settings FROM subscriptions WHERE status = 'Confirmed'")?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                let mut deliver = c.prepare_cached(
-                    "INSERT INTO deliveries (subscription_id, kind, message_id, state, next_attempt_at, created_at)
-                     VALUES (?1, 'Notification', ?2, 'pending', ?3, ?3)",
-                )?;
-                let mut filtered = c.prepare_cached(
-                    "UPDATE subscriptions SET filtered = filtered + 1 WHERE id = ?1",
-                )?;
-                for (subscription, settings) in subscribers {
-                    let matches = policy_for(&policies, &settings)
-                        .is_none_or(|policy| policy.matches(&p.message, &p.attributes));
-                    if matches {
-                        deliver.execute(params![subscription, id, now])?;
-                    } else {
-                        filtered.execute(params![subscription])?;
-                    }
-                }
-                Ok((id, true))
+                batch
+                    .iter()
+                    .map(|p| publish_in(c, &policies, p))
+                    .collect::<Result<Vec<_>, _>>()
             })
-            .await
-            .map_err(|e| TopicError::Unavailable(Box::new(e)))?;
-        if fresh {
-            self.delivery_notify.notify_waiters();
+            .await;
+        match outcome {
+            Ok(published) => {
+                if published.iter().any(|(_, fresh)| *fresh) {
+                    self.delivery_notify.notify_waiters();
+                }
+                published.into_iter().map(|(id, _)| Ok(id)).collect()
+            }
+            // Nothing of the batch was kept; the first publication carries the error.
+            Err(e) => vec![Err(TopicError::Unavailable(Box::new(e)))],
         }
-        Ok(message_id)
     }
+}
+
+/// One publication inside the writer's transaction: `(message id, newly published)`.
+fn publish_in(
+    c: &rusqlite::Connection,
+    policies: &PolicyCache,
+    p: &Publication,
+) -> Result<(String, bool), DbError> {
+    let existing: Option<String> = c
+        .prepare_cached("SELECT message_id FROM topic_messages WHERE dedup_id = ?1")?
+        .query_row(params![p.dedup_id], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok((id, false));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let attributes = serde_json::to_string(&p.attributes).expect("attributes serialize");
+    c.prepare_cached(
+        "INSERT INTO topic_messages (message_id, dedup_id, subject, message, attributes, published_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, p.dedup_id, p.subject, p.message, attributes, now])?;
+    let subscribers: Vec<(String, String)> = c
+        .prepare_cached("SELECT id, settings FROM subscriptions WHERE status = 'Confirmed'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut deliver = c.prepare_cached(
+        "INSERT INTO deliveries (subscription_id, kind, message_id, state, next_attempt_at, created_at)
+         VALUES (?1, 'Notification', ?2, 'pending', ?3, ?3)",
+    )?;
+    let mut filtered =
+        c.prepare_cached("UPDATE subscriptions SET filtered = filtered + 1 WHERE id = ?1")?;
+    for (subscription, settings) in subscribers {
+        let matches = policy_for(policies, &settings)
+            .is_none_or(|policy| policy.matches(&p.message, &p.attributes));
+        if matches {
+            deliver.execute(params![subscription, id, now])?;
+        } else {
+            filtered.execute(params![subscription])?;
+        }
+    }
+    Ok((id, true))
 }
 
 /// The subscription's filter policy, parsed once per distinct settings text.

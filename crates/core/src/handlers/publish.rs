@@ -30,23 +30,62 @@ pub async fn publish_orders(topic: &dyn Topic, event: Event) -> DynamoDbEventRes
 
 /// [`publish_orders`], also returning why the first failed record failed (its error
 /// chain), for an on-failure destination that says what went wrong.
+///
+/// The INSERTs before the first unreadable record go to the topic as one batch.
 pub async fn publish_orders_explained(
     topic: &dyn Topic,
     event: Event,
 ) -> (DynamoDbEventResponse, Option<String>) {
-    let mut response = DynamoDbEventResponse::default();
-    let mut reason = None;
-    for record in &event.records {
-        if let Err(error) = publish_record(topic, record).await {
-            let chain = crate::error_chain(&error);
-            tracing::warn!(event_id = %record.event_id, error = %chain, "order not published");
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = record.change.sequence_number.clone();
-            response.batch_item_failures.push(failure);
-            reason = Some(chain);
-            break;
+    let mut batch: Vec<(&EventRecord, OrderCreated)> = Vec::new();
+    let mut unreadable: Option<(&EventRecord, PublishError)> = None;
+    for record in event.records.iter().filter(|r| r.event_name == "INSERT") {
+        match OrderCreated::try_from(record) {
+            Ok(created) => batch.push((record, created)),
+            Err(e) => {
+                unreadable = Some((record, PublishError::BadImage(e)));
+                break;
+            }
         }
     }
+    let publications: Vec<_> = batch
+        .iter()
+        .map(|(record, created)| created.to_publication(record.event_id.clone()))
+        .collect();
+    let mut results = topic.publish_batch(&publications).await.into_iter();
+    let mut failed = None;
+    for (record, created) in &batch {
+        match results.next() {
+            Some(Ok(message_id)) => tracing::debug!(
+                event_id = %record.event_id,
+                order_id = %created.order.id(),
+                request_id = created.order.request_id.as_ref().map_or("", |r| r.as_str()),
+                %message_id,
+                "order published"
+            ),
+            Some(Err(e)) => {
+                failed = Some((*record, PublishError::Topic(e)));
+                break;
+            }
+            None => {
+                failed = Some((
+                    *record,
+                    PublishError::Topic(TopicError::Rejected(
+                        "not attempted after an earlier failure".into(),
+                    )),
+                ));
+                break;
+            }
+        }
+    }
+    let mut response = DynamoDbEventResponse::default();
+    let reason = failed.or(unreadable).map(|(record, error)| {
+        let chain = crate::error_chain(&error);
+        tracing::warn!(event_id = %record.event_id, error = %chain, "order not published");
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = record.change.sequence_number.clone();
+        response.batch_item_failures.push(failure);
+        chain
+    });
     (response, reason)
 }
 

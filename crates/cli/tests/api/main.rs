@@ -14,6 +14,7 @@ mod fanout_queue;
 mod fanout_support;
 mod filter_policy;
 mod helpers;
+mod limits;
 mod observability;
 mod orders;
 mod peers;

@@ -248,44 +248,48 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // FULL makes this group's COMMIT fsync the WAL; NORMAL leaves it to the OS.
-        let want_full = batch.iter().any(|j| j.synced);
-        if want_full != synchronous_full {
-            match conn.pragma_update(
-                None,
-                "synchronous",
-                if want_full { "FULL" } else { "NORMAL" },
-            ) {
-                Ok(()) => synchronous_full = want_full,
-                Err(e) => tracing::error!(error = %e, "could not change synchronous mode"),
+        // Relaxed jobs commit first, on their own, so the pipeline's steps never wait for
+        // the fsync that acknowledged orders need. Jobs waiting together were sent
+        // concurrently, so no caller relies on an order between them.
+        let (synced, relaxed): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.synced);
+        for (group, full) in [(relaxed, false), (synced, true)] {
+            if !group.is_empty() {
+                commit_group(&conn, group, full, &mut synchronous_full);
             }
-        }
-        let commit_error = match conn.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => None,
-            Err(e) => Some(Arc::new(e)),
-        };
-        if let Some(e) = commit_error {
-            tracing::error!(error = %e, "could not begin a transaction");
-            // Each job still runs so it can answer; nothing of it is kept.
-            let completions: Vec<Completion> =
-                batch.into_iter().map(|job| (job.run)(&conn)).collect();
-            for c in completions {
-                c(Some(&e));
-            }
-            continue;
-        }
-        let completions: Vec<Completion> = batch.into_iter().map(|job| (job.run)(&conn)).collect();
-        let commit_error = conn.execute_batch("COMMIT").err().map(Arc::new);
-        if let Some(e) = &commit_error {
-            tracing::error!(error = %e, "commit failed; rolling back the group");
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for c in completions {
-            c(commit_error.as_ref());
         }
     }
     // A clean stop: fold the WAL back so the next start is quick.
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+/// Runs `group` in one transaction and answers every job once the commit is done.
+fn commit_group(conn: &Connection, group: Vec<Job>, full: bool, synchronous_full: &mut bool) {
+    // FULL makes this COMMIT fsync the WAL; NORMAL leaves it to the OS.
+    if full != *synchronous_full {
+        match conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" }) {
+            Ok(()) => *synchronous_full = full,
+            Err(e) => tracing::error!(error = %e, "could not change synchronous mode"),
+        }
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = Arc::new(e);
+        tracing::error!(error = %e, "could not begin a transaction");
+        // Each job still runs so it can answer; nothing of it is kept.
+        let completions: Vec<Completion> = group.into_iter().map(|job| (job.run)(conn)).collect();
+        for c in completions {
+            c(Some(&e));
+        }
+        return;
+    }
+    let completions: Vec<Completion> = group.into_iter().map(|job| (job.run)(conn)).collect();
+    let commit_error = conn.execute_batch("COMMIT").err().map(Arc::new);
+    if let Some(e) = &commit_error {
+        tracing::error!(error = %e, "commit failed; rolling back the group");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for c in completions {
+        c(commit_error.as_ref());
+    }
 }
 
 #[cfg(unix)]
@@ -390,6 +394,40 @@ mod tests {
         tokio::time::timeout(CHECKPOINT_EVERY * 10, grew)
             .await
             .expect("the background checkpoint copied the WAL into the database file");
+    }
+
+    #[tokio::test]
+    async fn relaxed_jobs_sent_with_synced_ones_never_wait_in_a_synced_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let mut synced = Vec::new();
+        let mut relaxed = Vec::new();
+        for i in 0..100 {
+            let d = Arc::clone(&db);
+            synced.push(tokio::spawn(async move {
+                d.write(move |c| Ok(c.execute("INSERT INTO t (k) VALUES (?1)", [i.to_string()])?))
+                    .await
+                    .unwrap()
+            }));
+            let d = Arc::clone(&db);
+            relaxed.push(tokio::spawn(async move {
+                d.write_relaxed(|c| {
+                    Ok(c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))?)
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        for h in synced {
+            h.await.unwrap();
+        }
+        for h in relaxed {
+            assert_eq!(
+                h.await.unwrap(),
+                1,
+                "a relaxed job ran under synchronous=FULL"
+            );
+        }
     }
 
     #[tokio::test]

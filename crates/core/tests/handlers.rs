@@ -402,8 +402,15 @@ async fn publish_orders_hands_every_insert_to_the_topic_in_one_batch() {
     let topic = BatchingTopic::default();
     let response = publish_orders(&topic, dynamodb_event()).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(*topic.batches.lock().unwrap(), vec![2], "two INSERTs, one call");
-    assert_eq!(order_ids_published(&topic.inner), vec!["ord-1001", "ord-1002"]);
+    assert_eq!(
+        *topic.batches.lock().unwrap(),
+        vec![2],
+        "two INSERTs, one call"
+    );
+    assert_eq!(
+        order_ids_published(&topic.inner),
+        vec!["ord-1001", "ord-1002"]
+    );
 }
 
 #[tokio::test]

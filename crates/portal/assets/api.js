@@ -6,6 +6,27 @@ const MONEY_KEYS = new Set(['unitPrice', 'total']);
 
 let base;
 
+const API_KEY_STORAGE = 'orderflow.apiKey';
+
+/** The API key the user entered for this tab ('' if none); kept in sessionStorage only. */
+export function apiKey() {
+  try {
+    return sessionStorage.getItem(API_KEY_STORAGE) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** Remembers (or, when empty, forgets) the API key for this tab. */
+export function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(API_KEY_STORAGE, key);
+    else sessionStorage.removeItem(API_KEY_STORAGE);
+  } catch {
+    // Storage disabled: the key is simply not kept.
+  }
+}
+
 /** The API base URL without a trailing slash; '' for the origin that served the page. */
 export function apiBase() {
   base ??= loadBase();
@@ -44,6 +65,8 @@ export async function request(path, { method = 'GET', body, timeoutMs = DEFAULT_
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   const headers = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
+  const key = apiKey();
+  if (key) headers['x-api-key'] = key;
   try {
     const response = await fetch(url, { method, body, headers, signal: controller.signal, cache: 'no-store' });
     const text = await response.text();

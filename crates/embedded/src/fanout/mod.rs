@@ -41,6 +41,24 @@ impl Deliverers {
         }
         value
     }
+
+    /// The envelope as sent. Signing is an RSA private-key operation (about a millisecond of
+    /// CPU), so it runs on the blocking pool, not on a worker that also serves requests.
+    pub async fn envelope_text(&self, d: &DueDelivery, public_url: &str) -> String {
+        let mut value = envelope(d, public_url);
+        let Some(signer) = self.signer.clone() else {
+            return value.to_string();
+        };
+        let public_url = public_url.to_owned();
+        tokio::task::spawn_blocking(move || {
+            if let Some(map) = value.as_object_mut() {
+                signer.sign_envelope(map, &public_url);
+            }
+            value.to_string()
+        })
+        .await
+        .expect("signing does not panic")
+    }
 }
 
 /// Message attributes as SQS carries them for a raw delivery to a queue.
@@ -88,7 +106,7 @@ pub async fn deliver(
                 request = request.header("x-amz-sns-rawdelivery", "true");
                 message.map(|m| m.message.clone()).unwrap_or_default()
             } else {
-                x.envelope(d, &config.public_url).to_string()
+                x.envelope_text(d, &config.public_url).await
             };
             match request.body(body).send().await {
                 Ok(resp) if resp.status().is_success() => Ok(()),
@@ -143,7 +161,7 @@ pub async fn deliver(
                     Err(_) => Value::String(text.to_owned()).to_string(),
                 }
             } else {
-                x.envelope(d, &config.public_url).to_string()
+                x.envelope_text(d, &config.public_url).await
             };
             x.logs.write(&sub.endpoint, line).await
         }

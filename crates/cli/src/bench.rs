@@ -43,6 +43,9 @@ pub struct BenchArgs {
     /// Where the JSON, Markdown and SVG results are written.
     #[arg(long, default_value = "bench-results")]
     out_dir: PathBuf,
+    /// Start the server with unsigned deliveries, to see what SNS-style signing costs.
+    #[arg(long)]
+    unsigned: bool,
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -653,7 +656,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         machine: machine(),
         settings: json!({
             "orders": args.orders, "concurrency": args.concurrency, "rates": args.rates,
-            "rateSeconds": args.rate_seconds, "quick": args.quick, "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
+            "rateSeconds": args.rate_seconds, "quick": args.quick, "signedDeliveries": !args.unsigned, "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
         }),
         startup_to_healthy_ms: server.startup.map(|d| d.as_secs_f64() * 1000.0),
         ingest_to_baseline_ratio: ingest.per_second / baseline.per_second.max(f64::MIN_POSITIVE),
@@ -742,6 +745,14 @@ pub fn markdown(r: &Report, duplicates: usize) -> String {
         r.machine["memoryGiB"],
         r.machine["build"].as_str().unwrap_or("?"),
         r.machine["date"].as_str().unwrap_or("?"),
+    ));
+    out.push_str(&format!(
+        "Deliveries signed (SNS SignatureVersion 2): {}.\n\n",
+        if r.settings["signedDeliveries"].as_bool().unwrap_or(true) {
+            "yes"
+        } else {
+            "no"
+        }
     ));
     if r.preloaded_orders > 0 {
         out.push_str(&format!(

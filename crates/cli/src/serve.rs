@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Attempts before a delivery is marked failed (kept and listed, never dropped silently).
     #[arg(long, env = "ORDERFLOW_DELIVERY_MAX_ATTEMPTS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     delivery_max_attempts: u32,
+    /// Sign notifications as SNS does (SignatureVersion 2); `false` trades that for throughput.
+    #[arg(long, env = "ORDERFLOW_SIGN_DELIVERIES", default_value_t = true, action = clap::ArgAction::Set)]
+    sign_deliveries: bool,
     #[command(flatten)]
     fanout: crate::subscriptions::FanoutArgs,
     #[command(flatten)]
@@ -96,6 +99,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.min_backoff = Duration::from_millis(args.delivery_min_backoff_ms.max(1));
     config.delivery.max_backoff = Duration::from_millis(args.delivery_max_backoff_ms.max(1));
     config.delivery.max_attempts = args.delivery_max_attempts;
+    config.delivery.sign = args.sign_deliveries;
     config.fanout = args.fanout.config()?;
 
     let api_key = args.guard.api_key()?;

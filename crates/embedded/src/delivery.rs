@@ -26,6 +26,8 @@ pub struct DeliveryConfig {
     pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub max_in_flight_per_subscription: usize,
+    /// Sign envelopes as SNS does (SignatureVersion 2). Costs an RSA signature per delivery.
+    pub sign: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -38,6 +40,7 @@ impl Default for DeliveryConfig {
             request_timeout: Duration::from_secs(15),
             max_in_flight: 64,
             max_in_flight_per_subscription: 16,
+            sign: true,
         }
     }
 }

@@ -268,7 +268,14 @@ impl Engine {
             Arc::clone(&self.topic),
             self.shutdown.subscribe(),
         );
+        let sign = delivery.sign;
         tasks.push(tokio::spawn(async move {
+            if !sign {
+                tracing::warn!("deliveries are not signed (--sign-deliveries false)");
+                let deliverers = Arc::new(deliverers);
+                delivery::run_delivery_worker(topic, deliverers, delivery, shutdown).await;
+                return;
+            }
             let signer = match signer_cell.get() {
                 Some(signer) => Arc::clone(signer),
                 None => {

@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{SHORT, TestApp, order, spawn_app, unique_id, wait_until};
+use crate::helpers::{
+    AppOptions, SHORT, TestApp, order, spawn_app, spawn_app_with, unique_id, wait_until,
+};
 use crate::peers::verify_signatures;
 use crate::subscriber::TestSubscriber;
 
@@ -20,6 +22,24 @@ async fn signed_messages(app: &TestApp) -> (Value, Value) {
     let confirmation = subscriber.confirmation_requests()[0].json.clone().unwrap();
     let notification = subscriber.notifications()[0].envelope.clone();
     (confirmation, notification)
+}
+
+#[tokio::test]
+async fn with_signing_turned_off_envelopes_carry_no_signature() {
+    let app = spawn_app_with(AppOptions {
+        extra_args: vec!["--sign-deliveries".into(), "false".into()],
+        ..AppOptions::default()
+    })
+    .await;
+    let (confirmation, notification) = signed_messages(&app).await;
+    for message in [&confirmation, &notification] {
+        assert!(message.get("Signature").is_none(), "{message}");
+        assert!(message.get("SignatureVersion").is_none(), "{message}");
+    }
+    assert!(
+        !app.data_dir().join("signing-key.pem").exists(),
+        "no key is made when nothing is signed"
+    );
 }
 
 #[tokio::test]

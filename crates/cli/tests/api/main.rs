@@ -2,6 +2,7 @@
 
 mod auth;
 mod backpressure;
+mod bench;
 mod cli;
 mod crash;
 mod dead_letters;

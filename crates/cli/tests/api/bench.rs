@@ -1,0 +1,56 @@
+//! `orderflow bench --quick`: proves the benchmark runs end to end and reports what it measured.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::hermetic;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    hermetic(&mut cmd);
+    cmd.args(["bench", "--quick", "--out-dir"])
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("bench --quick finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap())
+            .unwrap();
+    let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
+    assert!(positive(&report["baseline"]["perSecond"]), "{report}");
+    assert!(positive(&report["ingest"]["perSecond"]), "{report}");
+    assert_eq!(report["ingest"]["errors"], 0, "{report}");
+    assert!(positive(&report["ingestToBaselineRatio"]), "{report}");
+    assert!(positive(&report["drain"]["deliveredPerSecond"]), "{report}");
+    assert_eq!(report["drain"]["undelivered"], 0, "{report}");
+    assert!(positive(&report["startupToHealthyMs"]), "{report}");
+    assert!(positive(&report["serverPeakRssMib"]), "{report}");
+    assert!(positive(&report["diskBytesPerOrder"]), "{report}");
+    let rates = report["endToEnd"].as_array().unwrap();
+    assert_eq!(rates.len(), 2, "{report}");
+    for r in rates {
+        assert_eq!(r["undelivered"], 0, "{r}");
+        assert_eq!(r["sent"], r["accepted"], "{r}");
+        assert!(positive(&r["endToEnd"]["p99Ms"]), "{r}");
+    }
+
+    let markdown = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
+    assert!(markdown.contains("ingest / baseline"), "{markdown}");
+    assert!(
+        stdout.contains("durable ingest"),
+        "the table is printed too: {stdout}"
+    );
+    let svg = std::fs::read_to_string(out.path().join("latency.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+}

@@ -785,37 +785,7 @@ impl SqliteTopic {
                 let rows = stmt
                     .query_map(
                         params![now, (limit + in_flight.len()) as i64, saturated, window as i64],
-                        |r| {
-                            let kind: String = r.get(1)?;
-                            let subject: Option<String> = r.get(5)?;
-                            let message = match subject {
-                                Some(subject) => {
-                                    let attributes: String = r.get(7)?;
-                                    Some(TopicMessage {
-                                        message_id: r.get(2)?,
-                                        subject,
-                                        message: r.get(6)?,
-                                        attributes: serde_json::from_str(&attributes)
-                                            .unwrap_or_default(),
-                                        published_at: r.get(8)?,
-                                    })
-                                }
-                                None => None,
-                            };
-                            Ok(DueDelivery {
-                                id: r.get(0)?,
-                                kind: if kind == "Notification" {
-                                    DeliveryKind::Notification
-                                } else {
-                                    DeliveryKind::SubscriptionConfirmation
-                                },
-                                message_id: r.get(2)?,
-                                attempts: r.get(3)?,
-                                created_at: r.get(4)?,
-                                subscription: subscription_from_row(r, 9)?,
-                                message,
-                            })
-                        },
+                        due_from_row,
                     )?
                     .filter(|d| d.as_ref().map_or(true, |d| !in_flight.contains(&d.id)))
                     .take(limit)

@@ -114,6 +114,14 @@ class PostOrders(unittest.TestCase):
         message = json.loads(form["SendMessageBatchRequestEntry.1.MessageBody"][0])
         self.assertEqual(message, dict(ORDER, orderID=request_id))
 
+    def test_the_request_id_travels_as_the_request_id_message_attribute(self):
+        request_id = str(uuid.uuid4())
+        form = self.form(dict(ORDER, orderID="ord-9"), request_id=request_id)
+        entry = "SendMessageBatchRequestEntry.1.MessageAttribute.1."
+        self.assertEqual(form[entry + "Name"], ["requestId"])
+        self.assertEqual(form[entry + "Value.DataType"], ["String"])
+        self.assertEqual(form[entry + "Value.StringValue"], [request_id])
+
     def test_an_entry_sqs_refused_is_a_503(self):
         xml = (
             "<SendMessageBatchResponse><SendMessageBatchResult><BatchResultErrorEntry><Id>ord-7</Id>"

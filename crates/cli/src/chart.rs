@@ -19,6 +19,13 @@ pub fn latency_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError> {
         .iter()
         .map(|p| p.end_to_end.p99_ms.max(p.post_latency.p99_ms))
         .fold(1.0_f64, f64::max);
+    // Log scale: sub-millisecond POSTs and multi-second backlogs belong on one chart.
+    let min_ms = points
+        .iter()
+        .map(|p| p.post_latency.p50_ms.min(p.end_to_end.p50_ms))
+        .filter(|v| *v > 0.0)
+        .fold(max_ms, f64::min)
+        .max(0.01);
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "End-to-end and POST latency against offered rate",
@@ -27,11 +34,14 @@ pub fn latency_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError> {
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_rate * 1.1, 0.0..max_ms * 1.15)?;
+        .build_cartesian_2d(
+            0.0..max_rate * 1.1,
+            (min_ms / 2.0..max_ms * 2.0).log_scale(),
+        )?;
     chart
         .configure_mesh()
         .x_desc("offered orders/s")
-        .y_desc("latency (ms)")
+        .y_desc("latency (ms, log scale)")
         .draw()?;
     type Series = (&'static str, RGBColor, fn(&OpenLoop) -> f64);
     let series: [Series; 4] = [

@@ -159,17 +159,8 @@ pub async fn apply_file(args: &FanoutArgs, engine: &Engine) -> Result<(), BoxErr
 pub struct SubscriptionsArgs {
     #[command(subcommand)]
     command: SubscriptionsCommand,
-    /// Base URL of a running `orderflow serve`.
-    #[arg(
-        long,
-        env = "ORDERFLOW_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    url: String,
-    /// API key for a server started with one (sent as `x-api-key`).
-    #[arg(long, env = "ORDERFLOW_API_KEY", hide_env_values = true, global = true)]
-    api_key: Option<String>,
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,21 +244,9 @@ struct Server {
 
 impl Server {
     fn new(args: &SubscriptionsArgs) -> Result<Self, BoxError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(key) = &args.api_key {
-            let mut value = reqwest::header::HeaderValue::from_str(key.trim())
-                .map_err(|_| "the API key must be printable ASCII")?;
-            value.set_sensitive(true);
-            headers.insert("x-api-key", value);
-        }
         Ok(Server {
-            url: args.url.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::builder()
-                .default_headers(headers)
-                .user_agent(concat!("orderflow-cli/", env!("CARGO_PKG_VERSION")))
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            url: args.server.endpoint(""),
+            client: args.server.client()?,
         })
     }
 

@@ -752,52 +752,6 @@ impl SqliteTopic {
             .await
     }
 
-    /// Deliveries due now, oldest first, skipping those already being attempted and the
-    /// subscriptions in `saturated` (at their in-flight cap). Subscriptions take turns (each
-    /// one's oldest first, then each one's second, ...) and each contributes a bounded number
-    /// of rows, so a subscriber with a long backlog cannot crowd the others out of the batch.
-    /// Also returns when the next not-yet-due delivery falls due.
-    pub async fn due(
-        &self,
-        limit: usize,
-        in_flight: HashSet<i64>,
-        saturated: Vec<String>,
-        per_subscription: usize,
-    ) -> Result<(Vec<DueDelivery>, Option<i64>), DbError> {
-        self.db
-            .read(move |c| {
-                let now = now_ms();
-                let saturated = serde_json::to_string(&saturated).expect("ids serialize");
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT d.id, d.kind, d.message_id, d.attempts, d.created_at,
-                            m.subject, m.message, m.attributes, m.published_at, {SUBSCRIPTION_COLUMNS}
-                     FROM (SELECT id, kind, message_id, attempts, created_at, next_attempt_at, subscription_id,
-                                  row_number() OVER (PARTITION BY subscription_id ORDER BY next_attempt_at, id) AS rank
-                           FROM deliveries
-                           WHERE state = 'pending' AND next_attempt_at <= ?1
-                             AND subscription_id NOT IN (SELECT value FROM json_each(?3))) d
-                     JOIN subscriptions s ON s.id = d.subscription_id
-                     LEFT JOIN topic_messages m ON m.message_id = d.message_id
-                     WHERE d.rank <= ?4
-                     ORDER BY d.rank, d.next_attempt_at, d.id LIMIT ?2"
-                ))?;
-                let window = per_subscription.saturating_mul(2).max(1);
-                let rows = stmt
-                    .query_map(
-                        params![now, (limit + in_flight.len()) as i64, saturated, window as i64],
-                        due_from_row,
-                    )?
-                    .filter(|d| d.as_ref().map_or(true, |d| !in_flight.contains(&d.id)))
-                    .take(limit)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let next: Option<i64> = c
-                    .prepare_cached("SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND next_attempt_at > ?1")?
-                    .query_row(params![now], |r| r.get(0))?;
-                Ok((rows, next))
-            })
-            .await
-    }
-
     /// Due deliveries per subscription: for each `(subscription id, n)`, up to `n` of its
     /// pending deliveries whose time has come, oldest first, skipping `exclude` (those the
     /// worker already holds). Also returns when the next not-yet-due delivery falls due.
@@ -889,15 +843,7 @@ impl SqliteTopic {
     }
 
     pub async fn mark_delivered(&self, id: i64) -> Result<(), DbError> {
-        self.db
-            .write_relaxed(move |c| {
-                c.prepare_cached(
-                    "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2,
-                     last_error = NULL WHERE id = ?1",
-                )?
-                .execute(params![id, now_ms()])?;
-                Ok(())
-            })
+        self.record_outcomes(vec![DeliveryOutcome::Delivered(id)])
             .await
     }
 
@@ -908,25 +854,11 @@ impl SqliteTopic {
         error: String,
         next_attempt_at: Option<i64>,
     ) -> Result<(), DbError> {
-        self.db
-            .write_relaxed(move |c| {
-                match next_attempt_at {
-                    Some(at) => c
-                        .prepare_cached(
-                            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![id, at, error])?,
-                    None => c
-                        .prepare_cached(
-                            "UPDATE deliveries SET attempts = attempts + 1, state = 'failed', last_error = ?2,
-                             failed_at = ?3 WHERE id = ?1",
-                        )?
-                        .execute(params![id, error, now_ms()])?,
-                };
-                Ok(())
-            })
-            .await
+        let outcome = match next_attempt_at {
+            Some(at) => DeliveryOutcome::Retry { id, error, at },
+            None => DeliveryOutcome::Failed { id, error },
+        };
+        self.record_outcomes(vec![outcome]).await
     }
 
     pub async fn delivery_stats(&self) -> Result<DeliveryStats, DbError> {
@@ -1110,8 +1042,20 @@ mod tests {
         }
     }
 
+    /// Every due delivery of every subscription.
+    async fn all_due(t: &SqliteTopic) -> Vec<DueDelivery> {
+        let wants = t
+            .subscription_ids()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|id| (id, 1000))
+            .collect();
+        t.due_for(wants, HashSet::new()).await.unwrap().0
+    }
+
     async fn notifications_for(t: &SqliteTopic, subscription: &str) -> usize {
-        let (due, _) = t.due(1000, HashSet::new(), Vec::new(), 1000).await.unwrap();
+        let due = all_due(t).await;
         due.iter()
             .filter(|d| d.kind == DeliveryKind::Notification && d.subscription.id == subscription)
             .count()
@@ -1186,7 +1130,7 @@ mod tests {
         t.publish(&order_publication("r1", "EUR", "1"))
             .await
             .unwrap();
-        let (due, _) = t.due(10, HashSet::new(), Vec::new(), 16).await.unwrap();
+        let due = all_due(&t).await;
         t.mark_attempt_failed(due[0].id, "boom".into(), None)
             .await
             .unwrap();
@@ -1209,7 +1153,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let (due, _) = t.due(10, HashSet::new(), Vec::new(), 16).await.unwrap();
+        let due = all_due(&t).await;
         assert_eq!(due[0].attempts, 0, "a redriven delivery starts over");
     }
 
@@ -1239,19 +1183,38 @@ mod tests {
         t.publish(&order_publication("late", "EUR", "1"))
             .await
             .unwrap();
-        let (due, _) = t.due(8, HashSet::new(), Vec::new(), 4).await.unwrap();
+        let wants = vec![(slow.id.clone(), 4), (fast.id.clone(), 4)];
+        let (due, _) = t.due_for(wants, HashSet::new()).await.unwrap();
         assert!(
             due.iter().any(|d| d.subscription.id == fast.id),
             "the fast subscription is served"
         );
-        assert!(due.iter().filter(|d| d.subscription.id == slow.id).count() <= 8);
+        let slow_due: Vec<i64> = due
+            .iter()
+            .filter(|d| d.subscription.id == slow.id)
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(
+            slow_due.len(),
+            4,
+            "each subscription gets at most what was asked"
+        );
+        let held: HashSet<i64> = slow_due.iter().copied().collect();
+        let (next, _) = t
+            .due_for(vec![(slow.id.clone(), 4)], held.clone())
+            .await
+            .unwrap();
+        assert!(
+            next.iter().all(|d| !held.contains(&d.id)) && next.len() == 4,
+            "deliveries the worker holds are not read again"
+        );
         let (due, _) = t
-            .due(8, HashSet::new(), vec![slow.id.clone()], 4)
+            .due_for(vec![(fast.id.clone(), 4)], HashSet::new())
             .await
             .unwrap();
         assert!(
             due.iter().all(|d| d.subscription.id == fast.id),
-            "a saturated subscription is skipped"
+            "a saturated subscription is not asked for"
         );
     }
 
@@ -1352,7 +1315,7 @@ mod tests {
         assert_eq!(id1, id2);
         assert_eq!(t.delivery_stats().await.unwrap().pending, 1);
 
-        let (due, _) = t.due(10, HashSet::new(), Vec::new(), 16).await.unwrap();
+        let due = all_due(&t).await;
         let notifications: Vec<_> = due
             .iter()
             .filter(|d| d.kind == DeliveryKind::Notification)

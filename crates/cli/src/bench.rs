@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,6 +117,16 @@ pub struct Report {
     pub server_peak_rss_mib: Option<f64>,
     pub disk_bytes_per_order: Option<f64>,
     pub preloaded_orders: u64,
+    /// What the subscriber received, counted as it arrived.
+    pub notifications: Notifications,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notifications {
+    pub signed: usize,
+    pub unsigned: usize,
+    pub duplicates: usize,
 }
 
 /// Records when each order's notification arrived at our own subscriber.
@@ -124,6 +135,10 @@ struct Subscriber {
     delivered: Mutex<HashMap<String, Instant>>,
     confirmed: tokio::sync::Notify,
     duplicates: Mutex<usize>,
+    /// Notifications that carried an SNS `Signature`, and those that did not: what the
+    /// report says about signing is what arrived, not what was asked for.
+    signed: AtomicUsize,
+    unsigned: AtomicUsize,
 }
 
 async fn start_subscriber(client: reqwest::Client) -> Result<(String, Arc<Subscriber>), BoxError> {
@@ -160,6 +175,15 @@ async fn start_subscriber(client: reqwest::Client) -> Result<(String, Arc<Subscr
                             }
                         }
                         "Notification" => {
+                            let counter = if envelope["Signature"]
+                                .as_str()
+                                .is_some_and(|s| !s.is_empty())
+                            {
+                                &sub.signed
+                            } else {
+                                &sub.unsigned
+                            };
+                            counter.fetch_add(1, Ordering::Relaxed);
                             let message: Value =
                                 serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}"))
                                     .unwrap_or_default();
@@ -233,6 +257,8 @@ async fn start_server(args: &BenchArgs, client: &reqwest::Client) -> Result<Serv
             "50",
             "--delivery-max-backoff-ms",
             "1000",
+            "--sign-deliveries",
+            if args.unsigned { "false" } else { "true" },
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
@@ -656,7 +682,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         machine: machine(),
         settings: json!({
             "orders": args.orders, "concurrency": args.concurrency, "rates": args.rates,
-            "rateSeconds": args.rate_seconds, "quick": args.quick, "signedDeliveries": !args.unsigned, "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
+            "rateSeconds": args.rate_seconds, "quick": args.quick, "signDeliveries": !args.unsigned, "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
         }),
         startup_to_healthy_ms: server.startup.map(|d| d.as_secs_f64() * 1000.0),
         ingest_to_baseline_ratio: ingest.per_second / baseline.per_second.max(f64::MIN_POSITIVE),
@@ -667,9 +693,13 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         server_peak_rss_mib,
         disk_bytes_per_order,
         preloaded_orders: args.preload,
+        notifications: Notifications {
+            signed: sub.signed.load(Ordering::Relaxed),
+            unsigned: sub.unsigned.load(Ordering::Relaxed),
+            duplicates: *sub.duplicates.lock().expect("lock"),
+        },
     };
-    let duplicates = *sub.duplicates.lock().expect("lock");
-    let markdown = markdown(&report, duplicates);
+    let markdown = markdown(&report);
     std::fs::create_dir_all(&args.out_dir)?;
     std::fs::write(
         args.out_dir.join("bench.json"),
@@ -736,7 +766,7 @@ fn ms(v: f64) -> String {
     format!("{v:.2}")
 }
 
-pub fn markdown(r: &Report, duplicates: usize) -> String {
+pub fn markdown(r: &Report) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "Machine: {} ({} cores, {} GiB), {} build, {}\n\n",
@@ -746,13 +776,10 @@ pub fn markdown(r: &Report, duplicates: usize) -> String {
         r.machine["build"].as_str().unwrap_or("?"),
         r.machine["date"].as_str().unwrap_or("?"),
     ));
+    let n = &r.notifications;
     out.push_str(&format!(
-        "Deliveries signed (SNS SignatureVersion 2): {}.\n\n",
-        if r.settings["signedDeliveries"].as_bool().unwrap_or(true) {
-            "yes"
-        } else {
-            "no"
-        }
+        "Notifications received: {} signed (SNS SignatureVersion 2), {} unsigned.\n\n",
+        n.signed, n.unsigned
     ));
     if r.preloaded_orders > 0 {
         out.push_str(&format!(
@@ -793,7 +820,10 @@ pub fn markdown(r: &Report, duplicates: usize) -> String {
     if let Some(b) = r.disk_bytes_per_order {
         out.push_str(&format!("| bytes on disk per stored order | {b:.0} |\n"));
     }
-    out.push_str(&format!("| duplicate deliveries seen | {duplicates} |\n"));
+    out.push_str(&format!(
+        "| duplicate deliveries seen | {} |\n",
+        n.duplicates
+    ));
     out.push_str(
         "\nEnd to end (POST sent -> notification received by the subscriber), open loop:\n\n",
     );

@@ -6,12 +6,15 @@ use serde_json::Value;
 
 use crate::helpers::hermetic;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart() {
+/// Runs `orderflow bench --quick` with `extra` arguments; returns the JSON report, the
+/// stdout and the output directory.
+async fn bench_quick(extra: &[&str]) -> (Value, String, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
     hermetic(&mut cmd);
-    cmd.args(["bench", "--quick", "--out-dir"])
+    cmd.args(["bench", "--quick"])
+        .args(extra)
+        .arg("--out-dir")
         .arg(out.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -27,6 +30,12 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap())
             .unwrap();
+    (report, stdout.into_owned(), out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart() {
+    let (report, stdout, out) = bench_quick(&[]).await;
     let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
     assert!(positive(&report["baseline"]["perSecond"]), "{report}");
     assert!(positive(&report["ingest"]["perSecond"]), "{report}");
@@ -51,6 +60,24 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
         stdout.contains("durable ingest"),
         "the table is printed too: {stdout}"
     );
+    // Every order's notification arrived signed, as SNS signs HTTP deliveries.
+    let notifications = &report["notifications"];
+    assert!(positive(&notifications["signed"]), "{report}");
+    assert_eq!(notifications["unsigned"], 0, "{report}");
+    assert_eq!(notifications["duplicates"], 0, "{report}");
     let svg = std::fs::read_to_string(out.path().join("latency.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+}
+
+/// `--unsigned` starts the server with signing off, and the report says what arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_unsigned_measures_a_server_that_does_not_sign() {
+    let (report, stdout, _out) = bench_quick(&["--unsigned"]).await;
+    let notifications = &report["notifications"];
+    assert_eq!(notifications["signed"], 0, "{report}");
+    assert!(
+        notifications["unsigned"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+    assert!(stdout.contains(" 0 signed"), "{stdout}");
 }

@@ -549,7 +549,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
     if args.concurrency == 0 || args.orders == 0 {
         return Err("--orders and --concurrency must be at least 1".into());
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(64))
         .timeout(Duration::from_secs(30))

@@ -90,7 +90,7 @@ enum OrdersCommand {
 }
 
 fn client(api_key: Option<&str>) -> Result<reqwest::Client, BoxError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(key) = api_key {
         let mut value = reqwest::header::HeaderValue::from_str(key)

@@ -222,7 +222,7 @@ impl Engine {
                 "messages in flight before the last stop are visible again"
             );
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = reqwest::Client::builder()
             .user_agent(concat!("orderflow/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))

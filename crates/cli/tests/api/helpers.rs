@@ -132,7 +132,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 /// A client that never goes through a proxy: every test address is on 127.0.0.1.
 pub fn http_client() -> reqwest::Client {
     // reqwest is built with `rustls-no-provider` (for the binary); a client needs one anyway.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
@@ -142,7 +142,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// Like [`http_client`], sending `x-api-key: key` with every request.
 pub fn http_client_with_key(key: &str) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         "x-api-key",

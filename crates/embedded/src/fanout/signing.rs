@@ -12,7 +12,7 @@ pub const SIGNATURE_VERSION: &str = "2";
 const KEY_FILE: &str = "signing-key.pem";
 const CERT_FILE: &str = "signing-cert.pem";
 /// SNS signs with 2048-bit RSA keys.
-const KEY_BITS: usize = 2048;
+const KEY_SIZE: rcgen::RsaKeySize = rcgen::RsaKeySize::_2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigningError {
@@ -23,9 +23,7 @@ pub enum SigningError {
         source: std::io::Error,
     },
     #[error("cannot generate the signing key")]
-    Generate(#[source] rsa::Error),
-    #[error("cannot encode the signing key")]
-    Encode(#[source] rsa::pkcs8::Error),
+    Generate(#[source] rcgen::Error),
     #[error("the signing key or certificate is not valid")]
     Certificate(#[source] rcgen::Error),
     #[error("the signing key cannot be used with SHA256withRSA")]
@@ -34,7 +32,7 @@ pub enum SigningError {
 
 /// Signs envelopes; holds the private key and the PEM certificate consumers download.
 pub struct Signer {
-    key: ring::signature::RsaKeyPair,
+    key: aws_lc_rs::signature::RsaKeyPair,
     cert_pem: String,
     /// `SimpleNotificationService-<fingerprint>.pem`: a new key gets a new URL, so a
     /// consumer's certificate cache never serves a stale one.
@@ -87,16 +85,13 @@ impl Signer {
         let key_pem = match std::fs::read_to_string(&key_path) {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                use rsa::pkcs8::EncodePrivateKey;
-                let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, KEY_BITS)
+                let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, KEY_SIZE)
                     .map_err(SigningError::Generate)?;
-                let pem = key
-                    .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
-                    .map_err(SigningError::Encode)?;
+                let pem = key.serialize_pem();
                 let _ = std::fs::remove_file(&cert_path);
                 write_private(&key_path, pem.as_bytes())?;
                 tracing::info!(path = %key_path.display(), "created the message signing key");
-                pem.to_string()
+                pem
             }
             Err(e) => return Err(io_error(&key_path)(e)),
         };
@@ -121,9 +116,9 @@ impl Signer {
             }
             Err(e) => return Err(io_error(&cert_path)(e)),
         };
-        let key = ring::signature::RsaKeyPair::from_pkcs8(&key_pair.serialize_der())
+        let key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&key_pair.serialize_der())
             .map_err(|e| SigningError::Key(e.to_string()))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, cert_pem.as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert_pem.as_bytes());
         let fingerprint: String = digest.as_ref()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -154,11 +149,11 @@ impl Signer {
 
     /// SHA256withRSA (PKCS #1 v1.5) of `text`, base64-encoded.
     pub fn sign(&self, text: &str) -> String {
-        let mut signature = vec![0u8; self.key.public().modulus_len()];
+        let mut signature = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
-                &ring::signature::RSA_PKCS1_SHA256,
-                &ring::rand::SystemRandom::new(),
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
                 text.as_bytes(),
                 &mut signature,
             )
@@ -268,9 +263,11 @@ mod tests {
         let signature = base64::engine::general_purpose::STANDARD
             .decode(signer.sign("hello"))
             .unwrap();
-        let public = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            signer.key.public().as_ref().to_vec(),
+        let public = aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            aws_lc_rs::signature::KeyPair::public_key(&signer.key)
+                .as_ref()
+                .to_vec(),
         );
         public.verify(b"hello", &signature).unwrap();
         assert!(public.verify(b"hellO", &signature).is_err());

@@ -416,6 +416,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_second_engine_on_the_same_data_directory_is_refused() {
@@ -445,5 +446,57 @@ mod tests {
         assert_eq!(engine.queue().release_all_in_flight().await.unwrap(), 1);
         let again = engine.queue().receive(10).await.unwrap();
         assert_eq!(again.messages[0].receive_count, 2);
+    }
+
+    /// The delivery worker must never miss a wake-up: each message, published while the
+    /// worker is between two waits as often as not, arrives well before the worker's
+    /// 5-second safety-net poll would have found it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_published_message_is_delivered_without_waiting_for_the_safety_net() {
+        use orderflow_core::{Publication, Topic};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EngineConfig::new(dir.path());
+        config.delivery.sign = false;
+        let engine = Engine::open(config).unwrap();
+        engine.start("http://127.0.0.1:9").await.unwrap();
+        let spec = serde_json::from_value::<fanout::spec::SubscriptionRequest>(
+            serde_json::json!({"protocol": "queue", "endpoint": "prompt"}),
+        )
+        .unwrap()
+        .validate(&engine.subscription_rules(true))
+        .unwrap();
+        let sub = engine
+            .topic()
+            .subscribe(spec, topic::Source::Api)
+            .await
+            .unwrap();
+        let mut slowest = Duration::ZERO;
+        for i in 0..200 {
+            let publication = Publication {
+                dedup_id: format!("m-{i}"),
+                subject: "OrderCreated".into(),
+                message: format!("{{\"n\":{i}}}"),
+                attributes: Default::default(),
+            };
+            let sent = std::time::Instant::now();
+            assert!(engine.topic().publish_batch(&[publication]).await[0].is_ok());
+            let got = engine
+                .pull_queues()
+                .receive(&sub, 10, None, Duration::from_secs(4))
+                .await
+                .unwrap();
+            let took = sent.elapsed();
+            assert_eq!(got.len(), 1, "message {i} not delivered within {took:?}");
+            slowest = slowest.max(took);
+            let handles = got.into_iter().map(|m| m.receipt_handle).collect();
+            engine.pull_queues().delete(&sub, handles).await.unwrap();
+            // Vary where in the worker's loop the next publication lands.
+            tokio::time::sleep(Duration::from_micros(rand::random_range(0..1500))).await;
+        }
+        assert!(
+            slowest < Duration::from_secs(2),
+            "slowest delivery took {slowest:?}"
+        );
+        engine.shutdown().await;
     }
 }

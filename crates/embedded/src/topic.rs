@@ -448,7 +448,10 @@ impl SqliteTopic {
         }
     }
 
-    /// Wakes the delivery worker when there is something new to send.
+    /// Wakes the delivery worker when there is something new to send. It has one waiter, so
+    /// every write signals with `notify_one`, which keeps the wake-up when the worker is
+    /// between two waits (`notify_waiters` would drop it, and the worker would only find
+    /// the work at its next timed poll).
     pub fn delivery_notify(&self) -> &Arc<Notify> {
         &self.delivery_notify
     }
@@ -465,7 +468,7 @@ impl SqliteTopic {
             .write(move |c| Ok(insert_subscription(c, &spec, source)))
             .await?;
         let sub = result?;
-        self.delivery_notify.notify_waiters();
+        self.delivery_notify.notify_one();
         Ok(sub)
     }
 
@@ -559,7 +562,7 @@ impl SqliteTopic {
             }
             Err(e) => return Err(e.into()),
         };
-        self.delivery_notify.notify_waiters();
+        self.delivery_notify.notify_one();
         Ok(applied)
     }
 
@@ -685,7 +688,7 @@ impl SqliteTopic {
                 })
             })
             .await?;
-        self.delivery_notify.notify_waiters();
+        self.delivery_notify.notify_one();
         Ok(Some(n))
     }
 
@@ -919,7 +922,7 @@ impl Topic for SqliteTopic {
         match outcome {
             Ok(published) => {
                 if published.iter().any(|(_, fresh)| *fresh) {
-                    self.delivery_notify.notify_waiters();
+                    self.delivery_notify.notify_one();
                 }
                 published.into_iter().map(|(id, _)| Ok(id)).collect()
             }
@@ -1059,6 +1062,35 @@ mod tests {
         due.iter()
             .filter(|d| d.kind == DeliveryKind::Notification && d.subscription.id == subscription)
             .count()
+    }
+
+    /// A publication made while the delivery worker is busy (not waiting) still wakes it
+    /// the next time it waits; a lost wake-up left deliveries idle for seconds.
+    #[tokio::test]
+    async fn a_publication_wakes_a_worker_that_was_not_yet_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = topic(&dir);
+        t.subscribe(http_spec("http://127.0.0.1:9/hook"), Source::Api)
+            .await
+            .unwrap();
+        // Take any wake-up the subscription itself left.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            t.delivery_notify().notified(),
+        )
+        .await;
+        t.publish_batch(&[order_publication("m-1", "EUR", "1")])
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            t.delivery_notify().notified(),
+        )
+        .await
+        .expect("the wake-up was kept for the next wait");
     }
 
     #[tokio::test]

@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Start the server with unsigned deliveries, to see what SNS-style signing costs.
     #[arg(long)]
     unsigned: bool,
+    /// The started server's `--pipeline-nice` (0 runs the pipeline at the API's priority);
+    /// its own default when not given.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pipeline_nice: Option<u8>,
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -260,6 +264,11 @@ async fn start_server(args: &BenchArgs, client: &reqwest::Client) -> Result<Serv
             "--sign-deliveries",
             if args.unsigned { "false" } else { "true" },
         ])
+        .args(
+            args.pipeline_nice
+                .map(|n| vec!["--pipeline-nice".to_owned(), n.to_string()])
+                .unwrap_or_default(),
+        )
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -682,7 +691,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         machine: machine(),
         settings: json!({
             "orders": args.orders, "concurrency": args.concurrency, "rates": args.rates,
-            "rateSeconds": args.rate_seconds, "quick": args.quick, "signDeliveries": !args.unsigned, "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
+            "rateSeconds": args.rate_seconds, "quick": args.quick, "signDeliveries": !args.unsigned, "pipelineNice": args.pipeline_nice.unwrap_or(orderflow_embedded::DEFAULT_PIPELINE_NICE), "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
         }),
         startup_to_healthy_ms: server.startup.map(|d| d.as_secs_f64() * 1000.0),
         ingest_to_baseline_ratio: ingest.per_second / baseline.per_second.max(f64::MIN_POSITIVE),
@@ -776,6 +785,12 @@ pub fn markdown(r: &Report) -> String {
         r.machine["build"].as_str().unwrap_or("?"),
         r.machine["date"].as_str().unwrap_or("?"),
     ));
+    if r.settings["target"] == "fresh server" {
+        out.push_str(&format!(
+            "Server pipeline priority: `--pipeline-nice {}`.\n\n",
+            r.settings["pipelineNice"]
+        ));
+    }
     let n = &r.notifications;
     out.push_str(&format!(
         "Notifications received: {} signed (SNS SignatureVersion 2), {} unsigned.\n\n",

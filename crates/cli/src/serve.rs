@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Sign notifications as SNS does (SignatureVersion 2); `false` trades that for throughput.
     #[arg(long, env = "ORDERFLOW_SIGN_DELIVERIES", default_value_t = true, action = clap::ArgAction::Set)]
     sign_deliveries: bool,
+    /// How much lower the pipeline's threads run than the API's (Unix nice steps, 0-19):
+    /// a burst is accepted at full speed and drained with the CPU left. 0: the same.
+    #[arg(long, env = "ORDERFLOW_PIPELINE_NICE", default_value_t = orderflow_embedded::DEFAULT_PIPELINE_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
+    pipeline_nice: u8,
     #[command(flatten)]
     fanout: crate::subscriptions::FanoutArgs,
     #[command(flatten)]
@@ -100,6 +104,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.max_backoff = Duration::from_millis(args.delivery_max_backoff_ms.max(1));
     config.delivery.max_attempts = args.delivery_max_attempts;
     config.delivery.sign = args.sign_deliveries;
+    config.pipeline_nice = args.pipeline_nice;
     config.fanout = args.fanout.config()?;
 
     let api_key = args.guard.api_key()?;

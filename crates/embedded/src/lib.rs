@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub stream: StreamPollerConfig,
     pub delivery: DeliveryConfig,
     pub fanout: FanoutConfig,
+    /// How many steps lower (Unix `nice`, 0-19) the pipeline's threads run than the
+    /// process: the API accepts a burst at full speed and the pipeline drains it with what
+    /// is left, as SQS lets a Lambda consumer fall behind. 0 runs both alike.
+    pub pipeline_nice: u8,
 }
 
 impl EngineConfig {
@@ -54,8 +58,42 @@ impl EngineConfig {
             stream: StreamPollerConfig::default(),
             delivery: DeliveryConfig::default(),
             fanout: FanoutConfig::default(),
+            pipeline_nice: DEFAULT_PIPELINE_NICE,
         }
     }
+}
+
+/// The pipeline's default priority below the API's; see [`EngineConfig::pipeline_nice`].
+pub const DEFAULT_PIPELINE_NICE: u8 = 10;
+
+/// The nice value `steps` below the calling thread's, for [`set_thread_nice`]; `None` when
+/// priorities stay as they are.
+fn nice_below_current(steps: u8) -> Option<i32> {
+    if steps == 0 {
+        return None;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let current = rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok()?;
+        Some((current + i32::from(steps)).min(19))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Sets the calling thread's nice value (Linux keeps one per thread). Absolute, because a
+/// thread inherits its creator's: a pipeline thread started by another must not go lower.
+fn set_thread_nice(nice: Option<i32>) {
+    #[cfg(target_os = "linux")]
+    if let Some(nice) = nice
+        && let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice)
+    {
+        tracing::warn!(error = %e, "cannot lower the pipeline's thread priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +114,8 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the pipeline's threads")]
+    Runtime(#[source] std::io::Error),
     #[error("cannot build the HTTP client for deliveries")]
     HttpClient(#[source] reqwest::Error),
     #[error("the SMTP relay settings are not valid")]
@@ -120,6 +160,9 @@ pub struct Engine {
     signer: Arc<OnceLock<Arc<fanout::signing::Signer>>>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The runtime the pollers and deliveries run on, apart from the API's, at a lower
+    /// priority; its blocking pool does their reads and signing too.
+    pipeline: Mutex<Option<tokio::runtime::Runtime>>,
     /// Held while open: one process per data directory, so queue receipts are ours alone.
     _lock: std::fs::File,
 }
@@ -208,6 +251,7 @@ impl Engine {
             signer: Arc::new(OnceLock::new()),
             shutdown,
             tasks: Mutex::new(Vec::new()),
+            pipeline: Mutex::new(None),
             _lock: lock,
         }))
     }
@@ -240,17 +284,25 @@ impl Engine {
             queues: Arc::clone(&self.pull_queues),
             logs: fanout::log::LogWriter::new(self.log_dir()),
         };
+        let nice = nice_below_current(self.config.pipeline_nice);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("orderflow-pipeline")
+            .on_thread_start(move || set_thread_nice(nice))
+            .enable_all()
+            .build()
+            .map_err(EngineError::Runtime)?;
+        let pipeline = runtime.handle().clone();
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let table: Arc<dyn OrderTable> = self.table.clone();
         for _ in 0..self.config.store_concurrency.max(1) {
-            tasks.push(tokio::spawn(pollers::run_store_poller(
+            tasks.push(pipeline.spawn(pollers::run_store_poller(
                 Arc::clone(&self.queue),
                 Arc::clone(&table),
                 self.shutdown.subscribe(),
             )));
         }
         let topic: Arc<dyn Topic> = self.topic.clone();
-        tasks.push(tokio::spawn(pollers::run_stream_poller(
+        tasks.push(pipeline.spawn(pollers::run_stream_poller(
             Arc::clone(&self.stream),
             Arc::clone(self.table.stream_notify()),
             topic,
@@ -269,7 +321,7 @@ impl Engine {
             self.shutdown.subscribe(),
         );
         let sign = delivery.sign;
-        tasks.push(tokio::spawn(async move {
+        tasks.push(pipeline.spawn(async move {
             if !sign {
                 tracing::warn!("deliveries are not signed (--sign-deliveries false)");
                 let deliverers = Arc::new(deliverers);
@@ -300,6 +352,7 @@ impl Engine {
             });
             delivery::run_delivery_worker(topic, deliverers, delivery, shutdown).await;
         }));
+        *self.pipeline.lock().expect("pipeline lock") = Some(runtime);
         Ok(())
     }
 
@@ -316,8 +369,17 @@ impl Engine {
         for t in tasks {
             let _ = t.await;
         }
+        self.stop_pipeline_runtime();
         let db = Arc::clone(&self.db);
         let _ = tokio::task::spawn_blocking(move || db.close()).await;
+    }
+
+    /// Drops the pipeline's runtime without waiting (a runtime cannot be dropped, blocking,
+    /// inside another one); its tasks have finished or are abandoned.
+    fn stop_pipeline_runtime(&self) {
+        if let Some(runtime) = self.pipeline.lock().expect("pipeline lock").take() {
+            runtime.shutdown_background();
+        }
     }
 
     pub fn queue(&self) -> &Arc<Queue> {
@@ -413,6 +475,12 @@ impl Engine {
     }
 }
 
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_pipeline_runtime();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +565,44 @@ mod tests {
             slowest < Duration::from_secs(2),
             "slowest delivery took {slowest:?}"
         );
+        engine.shutdown().await;
+    }
+
+    /// Field 19 of `/proc/.../stat`, the nice value, after the parenthesised name.
+    #[cfg(target_os = "linux")]
+    fn nice_of(stat_path: &std::path::Path) -> i32 {
+        let stat = std::fs::read_to_string(stat_path).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    /// The pollers, deliveries and their blocking work run on their own threads, lower in
+    /// priority than the API's by `pipeline_nice`, however those threads were created.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pipeline_runs_on_its_own_threads_below_the_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EngineConfig::new(dir.path());
+        // The default, as other tests' engines in this process use it too.
+        assert_eq!(config.pipeline_nice, DEFAULT_PIPELINE_NICE);
+        config.delivery.sign = false;
+        let engine = Engine::open(config).unwrap();
+        engine.start("http://127.0.0.1:9").await.unwrap();
+        let own = nice_of(std::path::Path::new("/proc/thread-self/stat"));
+        let pipeline: Vec<i32> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|t| t.unwrap().path())
+            .filter(|t| {
+                std::fs::read_to_string(t.join("comm"))
+                    .is_ok_and(|c| c.starts_with("orderflow-pipel"))
+            })
+            .map(|t| nice_of(&t.join("stat")))
+            .collect();
+        assert!(!pipeline.is_empty(), "no pipeline threads");
+        let expected = (own + i32::from(DEFAULT_PIPELINE_NICE)).min(19);
+        for nice in &pipeline {
+            assert_eq!(*nice, expected, "{pipeline:?}, ours {own}");
+        }
         engine.shutdown().await;
     }
 }

@@ -69,10 +69,13 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
 }
 
-/// `--unsigned` starts the server with signing off, and the report says what arrived.
+/// `--unsigned` starts the server with signing off, and the report says what arrived;
+/// `--pipeline-nice` reaches the server (which refuses to start on a value it rejects).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_unsigned_measures_a_server_that_does_not_sign() {
-    let (report, stdout, _out) = bench_quick(&["--unsigned"]).await;
+    let (report, stdout, _out) = bench_quick(&["--unsigned", "--pipeline-nice", "0"]).await;
+    assert_eq!(report["settings"]["pipelineNice"], 0, "{report}");
+    assert!(stdout.contains("`--pipeline-nice 0`"), "{stdout}");
     let notifications = &report["notifications"];
     assert_eq!(notifications["signed"], 0, "{report}");
     assert!(

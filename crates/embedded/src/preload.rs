@@ -45,7 +45,7 @@ pub fn preload_orders(data_dir: &Path, count: u64) -> Result<(), crate::EngineEr
                 put.execute(params![stored.id().as_str(), item])
                     .map_err(crate::DbError::from)?;
                 rec.execute(params![
-                    uuid::Uuid::new_v4().simple().to_string(),
+                    uuid::Uuid::now_v7().simple().to_string(),
                     keys,
                     item,
                     now.timestamp_millis(),

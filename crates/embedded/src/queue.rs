@@ -123,7 +123,9 @@ impl Queue {
         body: String,
         attributes: BTreeMap<String, String>,
     ) -> Result<String, DbError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered ids (UUIDv7) append to the unique index instead of landing on a
+        // random page of it: fewer pages written per commit as the table grows.
+        let id = uuid::Uuid::now_v7().to_string();
         let queue = self.config.name.clone();
         let message_id = id.clone();
         let attributes = serde_json::to_string(&attributes).expect("attributes serialize");
@@ -196,7 +198,7 @@ impl Queue {
                             tracing::warn!(%message_id, receive_count = count, "message moved to the dead-letter queue");
                             continue;
                         }
-                        let handle = uuid::Uuid::new_v4().to_string();
+                        let handle = uuid::Uuid::now_v7().to_string();
                         let first = first.unwrap_or(now);
                         c.prepare_cached(
                             "UPDATE queue_messages SET receive_count = receive_count + 1, receipt_handle = ?2,

@@ -114,11 +114,13 @@ impl OrderTable for SqliteOrderTable {
                     .execute(params![order_id, item])?;
                 if inserted == 1 {
                     let size = (keys.len() + item.len()) as i64;
+                    // The event id is time-ordered (UUIDv7), so its unique index grows at
+                    // the end rather than taking a write on a random page.
                     c.prepare_cached(
                         "INSERT INTO stream_records (event_id, event_name, keys, new_image, created_at, size_bytes)
                          VALUES (?1, 'INSERT', ?2, ?3, ?4, ?5)",
                     )?
-                    .execute(params![uuid::Uuid::new_v4().simple().to_string(), keys, item, now_ms(), size])?;
+                    .execute(params![uuid::Uuid::now_v7().simple().to_string(), keys, item, now_ms(), size])?;
                 }
                 Ok(inserted == 1)
             })

@@ -945,7 +945,8 @@ fn publish_in(
     if let Some(id) = existing {
         return Ok((id, false));
     }
-    let id = uuid::Uuid::new_v4().to_string();
+    // Time-ordered, like the queue's ids: appends to the primary key's index.
+    let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
     let attributes = serde_json::to_string(&p.attributes).expect("attributes serialize");
     c.prepare_cached(

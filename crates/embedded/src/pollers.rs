@@ -109,16 +109,30 @@ async fn process_batch(queue: &Queue, table: &dyn OrderTable, messages: Vec<Rece
     metrics::histogram!("orderflow_handler_batch_duration_seconds", "handler" => "store-orders")
         .record(started.elapsed().as_secs_f64());
     let reasons: std::collections::HashMap<String, String> = reasons.into_iter().collect();
-    if let Err(e) = crate::trace::note_receipts(queue.db(), &messages, &reasons).await {
-        tracing::warn!(error = %orderflow_core::error_chain(&e), "could not note the receipts");
-    }
+    // Noting the receipts and settling the messages are sent together, so the writer
+    // commits them in one transaction instead of one after the other.
+    let note = async {
+        if let Err(e) = crate::trace::note_receipts(queue.db(), &messages, &reasons).await {
+            tracing::warn!(error = %orderflow_core::error_chain(&e), "could not note the receipts");
+        }
+    };
+    tokio::join!(note, settle(queue, &messages, &response, &reasons));
+}
+
+/// Deletes the stored messages; the failed ones stay, with why, until they are visible again.
+async fn settle(
+    queue: &Queue,
+    messages: &[ReceivedMessage],
+    response: &aws_lambda_events::event::sqs::SqsBatchResponse,
+    reasons: &HashMap<String, String>,
+) {
     let failed: std::collections::HashSet<&str> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
     let mut done = Vec::with_capacity(messages.len());
-    for m in &messages {
+    for m in messages {
         if failed.contains(m.message_id.as_str()) {
             let reason = reasons
                 .get(&m.message_id)

@@ -106,6 +106,11 @@ ALTER TABLE stream_failures ADD COLUMN last_error TEXT;
     r#"
 CREATE INDEX deliveries_subscription_due ON deliveries (subscription_id, state, next_attempt_at, id);
 "#,
+    // deliveries_subscription_due starts with the same columns, so it serves every query the
+    // older index did; each delivery written updated both.
+    r#"
+DROP INDEX IF EXISTS deliveries_subscription;
+"#,
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -117,4 +122,44 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each index on `deliveries` costs a page write per delivery recorded; the worker's
+    /// per-subscription read must still be an index seek without the dropped one.
+    #[test]
+    fn deliveries_keep_one_index_per_access_path() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        migrate(&conn).expect("migrating twice is a no-op");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' AND sql IS NOT NULL ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["deliveries_due", "deliveries_subscription_due"]);
+        let plan: String = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM deliveries
+                 WHERE subscription_id = 's' AND state = 'pending' AND next_attempt_at <= 1
+                 ORDER BY next_attempt_at, id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("\n");
+        assert!(
+            plan.contains("USING COVERING INDEX deliveries_subscription_due")
+                || plan.contains("USING INDEX deliveries_subscription_due"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "sorted by the index: {plan}");
+    }
 }

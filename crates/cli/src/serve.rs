@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Store batches processed concurrently.
     #[arg(long, env = "ORDERFLOW_STORE_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     store_concurrency: u32,
+    /// Most messages per store batch, like the SQS mapping's BatchSize (up to 10,000). A
+    /// batch never waits to fill; under a backlog, larger batches mean fewer commits.
+    #[arg(long, env = "ORDERFLOW_STORE_BATCH_SIZE", default_value_t = orderflow_embedded::DEFAULT_STORE_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=orderflow_embedded::queue::MAX_MAPPING_BATCH as i64))]
+    store_batch_size: u32,
     /// First retry delay for a failed delivery; doubles per attempt, with jitter.
     #[arg(long, env = "ORDERFLOW_DELIVERY_MIN_BACKOFF_MS", default_value_t = 500)]
     delivery_min_backoff_ms: u64,
@@ -100,6 +104,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.queue.visibility_timeout = Duration::from_millis(args.visibility_timeout_ms);
     config.queue.max_receive_count = args.max_receive_count;
     config.store_concurrency = args.store_concurrency as usize;
+    config.store_batch_size = args.store_batch_size as usize;
     config.delivery.min_backoff = Duration::from_millis(args.delivery_min_backoff_ms.max(1));
     config.delivery.max_backoff = Duration::from_millis(args.delivery_max_backoff_ms.max(1));
     config.delivery.max_attempts = args.delivery_max_attempts;

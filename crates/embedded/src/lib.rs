@@ -40,6 +40,10 @@ pub struct EngineConfig {
     pub queue: QueueConfig,
     /// Store batches handled at once, like Lambda's concurrency for the SQS mapping.
     pub store_concurrency: usize,
+    /// Most messages in one store batch (the SQS mapping's `BatchSize`). A batch takes what
+    /// is waiting without holding back for more, so a larger size only matters under a
+    /// backlog, where it means fewer commits per order.
+    pub store_batch_size: usize,
     pub stream: StreamPollerConfig,
     pub delivery: DeliveryConfig,
     pub fanout: FanoutConfig,
@@ -55,6 +59,7 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             queue: QueueConfig::orders(),
             store_concurrency: 4,
+            store_batch_size: DEFAULT_STORE_BATCH_SIZE,
             stream: StreamPollerConfig::default(),
             delivery: DeliveryConfig::default(),
             fanout: FanoutConfig::default(),
@@ -62,6 +67,9 @@ impl EngineConfig {
         }
     }
 }
+
+/// See [`EngineConfig::store_batch_size`].
+pub const DEFAULT_STORE_BATCH_SIZE: usize = 10;
 
 /// The pipeline's default priority below the API's; see [`EngineConfig::pipeline_nice`].
 pub const DEFAULT_PIPELINE_NICE: u8 = 10;
@@ -298,6 +306,7 @@ impl Engine {
             tasks.push(pipeline.spawn(pollers::run_store_poller(
                 Arc::clone(&self.queue),
                 Arc::clone(&table),
+                self.config.store_batch_size,
                 self.shutdown.subscribe(),
             )));
         }

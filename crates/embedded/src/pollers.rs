@@ -12,7 +12,7 @@ use orderflow_core::{OrderTable, Topic};
 use tokio::sync::{Notify, watch};
 
 use crate::db::now_ms;
-use crate::queue::{MAX_RECEIVE_BATCH, Queue, ReceivedMessage};
+use crate::queue::{Queue, ReceivedMessage};
 use crate::stream::{REGION, Stream};
 
 pub const QUEUE_ARN: &str = "arn:aws:sqs:local:000000000000:orders";
@@ -77,6 +77,7 @@ pub fn sqs_message(m: &ReceivedMessage) -> SqsMessage {
 pub async fn run_store_poller(
     queue: Arc<Queue>,
     table: Arc<dyn OrderTable>,
+    batch_size: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let notify: Arc<Notify> = Arc::clone(queue.notify());
@@ -84,7 +85,7 @@ pub async fn run_store_poller(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let received = match queue.receive(MAX_RECEIVE_BATCH).await {
+        let received = match queue.receive_batch(batch_size).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %orderflow_core::error_chain(&e), "receive failed; retrying");

@@ -14,6 +14,10 @@ use crate::db::{Db, DbError, now_ms};
 /// SQS's own limits for one receive.
 pub const MAX_RECEIVE_BATCH: usize = 10;
 
+/// The largest batch the store poller takes at once: Lambda's SQS event source mapping
+/// gathers up to 10,000 messages (`BatchSize`) from several receives.
+pub const MAX_MAPPING_BATCH: usize = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
     pub name: String,
@@ -144,14 +148,21 @@ impl Queue {
         Ok(id)
     }
 
-    /// Receives up to `max` visible messages, hiding each for the visibility timeout.
-    /// A message already received `max_receive_count` times moves to the DLQ instead.
+    /// Receives up to `max` visible messages (at most 10, as SQS), hiding each for the
+    /// visibility timeout. A message already received `max_receive_count` times moves to the
+    /// DLQ instead.
     pub async fn receive(&self, max: usize) -> Result<Received, DbError> {
+        self.receive_batch(max.clamp(1, MAX_RECEIVE_BATCH)).await
+    }
+
+    /// Like [`Queue::receive`], for the store poller: up to `max` messages in one step, as
+    /// the event source mapping gathers them (at most [`MAX_MAPPING_BATCH`]).
+    pub async fn receive_batch(&self, max: usize) -> Result<Received, DbError> {
         let queue = self.config.name.clone();
         let dlq = self.dlq.clone();
         let max_receives = i64::from(self.config.max_receive_count);
         let timeout = i64::try_from(self.config.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
-        let max = max.clamp(1, MAX_RECEIVE_BATCH);
+        let max = max.clamp(1, MAX_MAPPING_BATCH);
         self.db
             .write_relaxed(move |c| {
                 let now = now_ms();
@@ -499,6 +510,24 @@ mod tests {
             again.messages[0].receipt_handle,
             first.messages[0].receipt_handle
         );
+    }
+
+    /// `receive` keeps SQS's limit of 10; the store poller's batch takes more at once, in
+    /// send order, each message received exactly once.
+    #[tokio::test]
+    async fn a_mapping_batch_takes_more_than_ten_in_order_but_receive_keeps_the_sqs_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, 30_000, 5);
+        for i in 0..40 {
+            q.send(format!("m{i}"), BTreeMap::new()).await.unwrap();
+        }
+        assert_eq!(q.receive(100).await.unwrap().messages.len(), 10);
+        let batch = q.receive_batch(25).await.unwrap().messages;
+        let bodies: Vec<String> = batch.iter().map(|m| m.body.clone()).collect();
+        let expected: Vec<String> = (10..35).map(|i| format!("m{i}")).collect();
+        assert_eq!(bodies, expected);
+        assert_eq!(q.receive_batch(100).await.unwrap().messages.len(), 5);
+        assert!(q.receive_batch(100).await.unwrap().messages.is_empty());
     }
 
     #[tokio::test]

@@ -38,6 +38,15 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
     let (report, stdout, out) = bench_quick(&[]).await;
     let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0);
     assert!(positive(&report["baseline"]["perSecond"]), "{report}");
+    assert!(positive(&report["baselineAfter"]["perSecond"]), "{report}");
+    let mean_baseline = (report["baseline"]["perSecond"].as_f64().unwrap()
+        + report["baselineAfter"]["perSecond"].as_f64().unwrap())
+        / 2.0;
+    let ratio = report["ingest"]["perSecond"].as_f64().unwrap() / mean_baseline;
+    assert!(
+        (ratio - report["ingestToBaselineRatio"].as_f64().unwrap()).abs() < 1e-9,
+        "the ratio is ingest over the mean of both baselines: {report}"
+    );
     assert!(positive(&report["ingest"]["perSecond"]), "{report}");
     assert_eq!(report["ingest"]["errors"], 0, "{report}");
     assert!(positive(&report["ingestToBaselineRatio"]), "{report}");

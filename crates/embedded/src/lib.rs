@@ -525,9 +525,10 @@ mod tests {
         assert_eq!(again.messages[0].receive_count, 2);
     }
 
-    /// The delivery worker must never miss a wake-up: each message, published while the
-    /// worker is between two waits as often as not, arrives well before the worker's
-    /// 5-second safety-net poll would have found it.
+    /// Through the running engine, each message published one at a time, at varying
+    /// moments of the delivery worker's loop, arrives well before the worker's 5-second
+    /// safety-net poll would have found it. (The lost wake-up itself is pinned down by
+    /// `topic::tests::a_publication_wakes_a_worker_that_was_not_yet_waiting`.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_published_message_is_delivered_without_waiting_for_the_safety_net() {
         use orderflow_core::{Publication, Topic};

@@ -110,8 +110,8 @@ async fn process_batch(queue: &Queue, table: &dyn OrderTable, messages: Vec<Rece
     metrics::histogram!("orderflow_handler_batch_duration_seconds", "handler" => "store-orders")
         .record(started.elapsed().as_secs_f64());
     let reasons: std::collections::HashMap<String, String> = reasons.into_iter().collect();
-    // Noting the receipts and settling the messages are sent together, so the writer
-    // commits them in one transaction instead of one after the other.
+    // Noting the receipts and settling the messages are sent together, so the writer can
+    // commit them in one transaction rather than one after the other.
     let note = async {
         if let Err(e) = crate::trace::note_receipts(queue.db(), &messages, &reasons).await {
             tracing::warn!(error = %orderflow_core::error_chain(&e), "could not note the receipts");

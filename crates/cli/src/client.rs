@@ -131,6 +131,51 @@ fn split_orders(text: &str) -> Result<Vec<Value>, BoxError> {
         .collect()
 }
 
+/// Sends a request to the server, with `body` as JSON when given: the status and the body's
+/// text for any answer, an error only when the server cannot be reached.
+pub async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<String>,
+) -> Result<(reqwest::StatusCode, String), BoxError> {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
+    let status = response.status();
+    Ok((status, response.text().await?))
+}
+
+/// `path` on the server: the JSON body of a success, or the server's error rendered for a
+/// person.
+pub async fn request_json(
+    client: &reqwest::Client,
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Result<Value, String>, BoxError> {
+    let (status, text) = send(
+        client,
+        method,
+        &server.endpoint(path),
+        body.map(|b| b.to_string()),
+    )
+    .await?;
+    if status.is_success() {
+        Ok(Ok(serde_json::from_str(&text)?))
+    } else {
+        Ok(Err(describe_error(status, &text)))
+    }
+}
+
 pub fn describe_error(status: reqwest::StatusCode, body: &str) -> String {
     match serde_json::from_str::<Value>(body) {
         Ok(v) => {
@@ -168,15 +213,13 @@ pub async fn submit(args: SubmitArgs) -> Result<ExitCode, BoxError> {
     let url = endpoint(&args.server.url, "/orders");
     let mut failures = 0;
     for (i, order) in orders.iter().enumerate() {
-        let response = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(order.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
-        let status = response.status();
-        let body = response.text().await?;
+        let (status, body) = send(
+            &client,
+            reqwest::Method::POST,
+            &url,
+            Some(order.to_string()),
+        )
+        .await?;
         if status == reqwest::StatusCode::ACCEPTED {
             let v: Value = serde_json::from_str(&body)?;
             println!("{}", v["orderID"].as_str().unwrap_or_default());
@@ -200,21 +243,16 @@ pub async fn orders(args: OrdersArgs) -> Result<ExitCode, BoxError> {
     let client = args.server.client()?;
     match args.command {
         OrdersCommand::Get { id } => {
-            let url = endpoint(&args.server.url, &format!("/orders/{id}"));
-            let response = client
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| format!("cannot reach {url}: {e}"))?;
-            let status = response.status();
-            let body = response.text().await?;
-            if status.is_success() {
-                let v: Value = serde_json::from_str(&body)?;
-                println!("{}", serde_json::to_string_pretty(&v)?);
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("{}", describe_error(status, &body));
-                Ok(ExitCode::FAILURE)
+            let path = format!("/orders/{id}");
+            match request_json(&client, &args.server, reqwest::Method::GET, &path, None).await? {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(message) => {
+                    eprintln!("{message}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
         }
         OrdersCommand::List { limit, json } => {
@@ -234,13 +272,7 @@ pub async fn orders(args: OrdersArgs) -> Result<ExitCode, BoxError> {
                 if let Some(c) = &cursor {
                     url.push_str(&format!("&cursor={c}"));
                 }
-                let response = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot reach {url}: {e}"))?;
-                let status = response.status();
-                let body = response.text().await?;
+                let (status, body) = send(&client, reqwest::Method::GET, &url, None).await?;
                 if !status.is_success() {
                     eprintln!("{}", describe_error(status, &body));
                     return Ok(ExitCode::FAILURE);

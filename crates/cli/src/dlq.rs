@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
 use crate::BoxError;
-use crate::client::{ServerArgs, describe_error};
+use crate::client::ServerArgs;
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
@@ -82,24 +82,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Result<Value, String>, BoxError> {
-        let url = self.server.endpoint(path);
-        let mut request = self.client.request(method, &url);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
-        let status = response.status();
-        let text = response.text().await?;
-        if status.is_success() {
-            Ok(Ok(serde_json::from_str(&text)?))
-        } else {
-            Ok(Err(describe_error(status, &text)))
-        }
+        crate::client::request_json(&self.client, &self.server, method, path, body).await
     }
 }
 

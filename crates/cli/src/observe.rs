@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::BoxError;
-use crate::client::{ServerArgs, describe_error};
+use crate::client::ServerArgs;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -35,19 +35,7 @@ async fn get(
     server: &ServerArgs,
     path: &str,
 ) -> Result<Result<Value, String>, BoxError> {
-    let url = server.endpoint(path);
-    let response = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if status.is_success() {
-        Ok(Ok(serde_json::from_str(&text)?))
-    } else {
-        Ok(Err(describe_error(status, &text)))
-    }
+    crate::client::request_json(client, server, reqwest::Method::GET, path, None).await
 }
 
 fn n(v: &Value, pointer: &str) -> u64 {

@@ -258,18 +258,8 @@ impl Server {
         body: Option<Value>,
     ) -> Result<(reqwest::StatusCode, Value), BoxError> {
         let url = format!("{}{path}", self.url);
-        let mut request = self.client.request(method, &url);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {}", orderflow_core::error_chain(&e)))?;
-        let status = response.status();
-        let text = response.text().await?;
+        let (status, text) =
+            crate::client::send(&self.client, method, &url, body.map(|b| b.to_string())).await?;
         let value = if text.is_empty() {
             Value::Null
         } else {

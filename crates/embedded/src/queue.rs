@@ -11,6 +11,23 @@ use tokio::sync::Notify;
 
 use crate::db::{Db, DbError, now_ms};
 
+/// The columns [`dead_letter_from_row`] reads, in its order.
+const DEAD_LETTER_COLUMNS: &str =
+    "message_id, body, receive_count, sent_at, dead_lettered_at, last_error";
+
+fn dead_letter_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    let sent: i64 = r.get(3)?;
+    let dead: Option<i64> = r.get(4)?;
+    Ok(DeadLetter {
+        message_id: r.get(0)?,
+        body: r.get(1)?,
+        receive_count: r.get(2)?,
+        sent_timestamp: fmt_ms(sent),
+        dead_lettered_at: dead.map(fmt_ms),
+        last_error: r.get(5)?,
+    })
+}
+
 /// SQS's own limits for one receive.
 pub const MAX_RECEIVE_BATCH: usize = 10;
 
@@ -344,23 +361,11 @@ impl Queue {
         let dlq = self.dlq.clone();
         self.db
             .read(move |c| {
-                let mut stmt = c.prepare_cached(
-                    "SELECT message_id, body, receive_count, sent_at, dead_lettered_at, last_error
-                     FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2",
-                )?;
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {DEAD_LETTER_COLUMNS} FROM queue_messages WHERE queue = ?1 ORDER BY seq LIMIT ?2"
+                ))?;
                 let rows = stmt
-                    .query_map(params![dlq, limit as i64], |r| {
-                        let sent: i64 = r.get(3)?;
-                        let dead: Option<i64> = r.get(4)?;
-                        Ok(DeadLetter {
-                            message_id: r.get(0)?,
-                            body: r.get(1)?,
-                            receive_count: r.get(2)?,
-                            sent_timestamp: fmt_ms(sent),
-                            dead_lettered_at: dead.map(fmt_ms),
-                            last_error: r.get(5)?,
-                        })
-                    })?
+                    .query_map(params![dlq, limit as i64], dead_letter_from_row)?
                     .collect::<Result<_, _>>()?;
                 Ok(rows)
             })
@@ -373,21 +378,11 @@ impl Queue {
         self.db
             .read(move |c| {
                 Ok(c.query_row(
-                    "SELECT message_id, body, receive_count, sent_at, dead_lettered_at, last_error
-                     FROM queue_messages WHERE queue = ?1 AND message_id = ?2",
+                    &format!(
+                        "SELECT {DEAD_LETTER_COLUMNS} FROM queue_messages WHERE queue = ?1 AND message_id = ?2"
+                    ),
                     params![dlq, message_id],
-                    |r| {
-                        let sent: i64 = r.get(3)?;
-                        let dead: Option<i64> = r.get(4)?;
-                        Ok(DeadLetter {
-                            message_id: r.get(0)?,
-                            body: r.get(1)?,
-                            receive_count: r.get(2)?,
-                            sent_timestamp: fmt_ms(sent),
-                            dead_lettered_at: dead.map(fmt_ms),
-                            last_error: r.get(5)?,
-                        })
-                    },
+                    dead_letter_from_row,
                 )
                 .optional()?)
             })

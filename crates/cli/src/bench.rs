@@ -333,6 +333,14 @@ fn order_body(id: &str, i: usize) -> String {
     .to_string()
 }
 
+/// One order body per id, built before any clock starts.
+fn order_bodies(ids: &[String]) -> Vec<Bytes> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, id)| Bytes::from(order_body(id, i)))
+        .collect()
+}
+
 fn progress(total: u64, label: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
@@ -428,11 +436,7 @@ async fn open_loop(
 ) -> OpenLoop {
     let n = (u64::from(rate) * seconds) as usize;
     let ids: Vec<String> = (0..n).map(|i| format!("{run}-r{rate}-{i}")).collect();
-    let bodies: Vec<Bytes> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Bytes::from(order_body(id, i)))
-        .collect();
+    let bodies = order_bodies(&ids);
     let orders_url = format!("{url}/orders");
     let bar = progress(n as u64, &format!("{rate}/s"));
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
@@ -616,11 +620,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         .map(|i| format!("{run_id}-c-{i}"))
         .collect();
     // Bodies are built before the clock starts, so the client's own work stays out of the figure.
-    let bodies: Vec<Bytes> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| Bytes::from(order_body(id, i)))
-        .collect();
+    let bodies = order_bodies(&ids);
     let orders_url = format!("{url}/orders");
     let stored_before = stats(&client, &url).await?["orders"]["stored"]
         .as_u64()

@@ -2,37 +2,15 @@
 //! `orderflow status` and `orderflow trace` against a running server.
 
 use std::collections::HashMap;
-use std::process::{Output, Stdio};
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::process::Command;
 
+use crate::fanout_support::{orderflow, stdout};
 use crate::helpers::{
-    AppOptions, SHORT, TestApp, hermetic, order, spawn_app, spawn_app_with, unique_id, wait_for,
+    AppOptions, SHORT, TestApp, order, spawn_app, spawn_app_with, unique_id, wait_for,
 };
 use crate::subscriber::TestSubscriber;
-
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-async fn orderflow(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderflow"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    hermetic(&mut cmd);
-    tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("orderflow {args:?} did not finish in time"))
-        .expect("run orderflow")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 async fn post_with_request_id(app: &TestApp, body: &Value, request_id: &str) -> reqwest::Response {
     app.client

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// its own default when not given.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=19))]
     pipeline_nice: Option<u8>,
+    /// The started server's `--burst-rate` (0: the drain never steps aside for a burst);
+    /// its own default when not given.
+    #[arg(long)]
+    burst_rate: Option<u64>,
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -271,6 +275,11 @@ async fn start_server(args: &BenchArgs, client: &reqwest::Client) -> Result<Serv
         .args(
             args.pipeline_nice
                 .map(|n| vec!["--pipeline-nice".to_owned(), n.to_string()])
+                .unwrap_or_default(),
+        )
+        .args(
+            args.burst_rate
+                .map(|n| vec!["--burst-rate".to_owned(), n.to_string()])
                 .unwrap_or_default(),
         )
         .env("RUST_LOG", "warn")
@@ -641,6 +650,11 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         &ids,
     )
     .await;
+    // What the pipeline stored while the burst was being accepted.
+    let stored_during_ingest = stats(&client, &url).await?["orders"]["stored"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(stored_before);
     // Drain: until every accepted order is stored and delivered.
     let mut stored_at = None;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -659,6 +673,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
     let baseline_after = measure_baseline("baseline (after)").await;
     let drain = json!({
         "orders": ingest.ok,
+        "storedDuringIngest": stored_during_ingest,
         "storedPerSecond": stored_at.map(|d| ingest.ok as f64 / d.as_secs_f64()),
         "deliveredPerSecond": ingest.ok as f64 / delivered_at.as_secs_f64(),
         "secondsUntilAllStored": stored_at.map(|d| d.as_secs_f64()),
@@ -699,7 +714,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         machine: machine(),
         settings: json!({
             "orders": args.orders, "concurrency": args.concurrency, "rates": args.rates,
-            "rateSeconds": args.rate_seconds, "quick": args.quick, "signDeliveries": !args.unsigned, "pipelineNice": args.pipeline_nice.unwrap_or(orderflow_embedded::DEFAULT_PIPELINE_NICE), "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
+            "rateSeconds": args.rate_seconds, "quick": args.quick, "signDeliveries": !args.unsigned, "pipelineNice": args.pipeline_nice.unwrap_or(orderflow_embedded::DEFAULT_PIPELINE_NICE), "burstRate": args.burst_rate.unwrap_or(orderflow_embedded::burst::DEFAULT_BURST_RATE), "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
         }),
         startup_to_healthy_ms: server.startup.map(|d| d.as_secs_f64() * 1000.0),
         ingest_to_baseline_ratio: ingest.per_second
@@ -797,8 +812,8 @@ pub fn markdown(r: &Report) -> String {
     ));
     if r.settings["target"] == "fresh server" {
         out.push_str(&format!(
-            "Server pipeline priority: `--pipeline-nice {}`.\n\n",
-            r.settings["pipelineNice"]
+            "Server pipeline priority: `--pipeline-nice {}`; the drain steps aside for bursts from `--burst-rate {}` orders/s (0: never).\n\n",
+            r.settings["pipelineNice"], r.settings["burstRate"]
         ));
     }
     let n = &r.notifications;
@@ -835,9 +850,11 @@ pub fn markdown(r: &Report) -> String {
         r.ingest_to_baseline_ratio
     ));
     out.push_str(&format!(
-        "| pipeline drain | {:.0} stored/s, {:.0} delivered/s |\n",
+        "| pipeline drain (from the burst's start) | {:.0} stored/s, {:.0} delivered/s; {} of {} stored while the burst was accepted |\n",
         r.drain["storedPerSecond"].as_f64().unwrap_or(0.0),
-        r.drain["deliveredPerSecond"].as_f64().unwrap_or(0.0)
+        r.drain["deliveredPerSecond"].as_f64().unwrap_or(0.0),
+        r.drain["storedDuringIngest"],
+        r.drain["orders"]
     ));
     if let Some(s) = r.startup_to_healthy_ms {
         out.push_str(&format!("| startup to healthy | {} ms |\n", ms(s)));

@@ -57,6 +57,10 @@ impl GuardArgs {
         ))
     }
 
+    pub fn max_queue_depth(&self) -> Option<u64> {
+        self.max_queue_depth
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_header_bytes: self.max_header_bytes,

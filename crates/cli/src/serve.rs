@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// a burst is accepted at full speed and drained with the CPU left. 0: the same.
     #[arg(long, env = "ORDERFLOW_PIPELINE_NICE", default_value_t = orderflow_embedded::DEFAULT_PIPELINE_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
     pipeline_nice: u8,
+    /// Orders accepted per second from which the store stage steps aside while at least
+    /// 1,000 wait, so a burst is accepted at full speed and stored right after it. 0: the
+    /// drain always runs beside the API.
+    #[arg(long, env = "ORDERFLOW_BURST_RATE", default_value_t = orderflow_embedded::burst::DEFAULT_BURST_RATE)]
+    burst_rate: u64,
+    /// Orders waiting at which the drain runs beside the API again, burst or not (at most
+    /// half of --max-queue-depth).
+    #[arg(long, env = "ORDERFLOW_BURST_ALLOWANCE", default_value_t = orderflow_embedded::burst::DEFAULT_BURST_ALLOWANCE, value_parser = clap::value_parser!(u64).range(1..))]
+    burst_allowance: u64,
     #[command(flatten)]
     fanout: crate::subscriptions::FanoutArgs,
     #[command(flatten)]
@@ -81,6 +90,12 @@ pub struct ServeArgs {
         default_value = "pretty"
     )]
     log_format: LogFormat,
+}
+
+/// The burst allowance, kept under back-pressure: a drain that waits until the API refuses
+/// orders would leave them refused.
+fn burst_allowance(allowance: u64, max_queue_depth: Option<u64>) -> u64 {
+    max_queue_depth.map_or(allowance, |max| allowance.min((max / 2).max(1)))
 }
 
 fn init_tracing(format: LogFormat) {
@@ -110,6 +125,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.max_attempts = args.delivery_max_attempts;
     config.delivery.sign = args.sign_deliveries;
     config.pipeline_nice = args.pipeline_nice;
+    config.burst.rate = args.burst_rate;
+    config.burst.allowance = burst_allowance(args.burst_allowance, args.guard.max_queue_depth());
     config.fanout = args.fanout.config()?;
 
     let api_key = args.guard.api_key()?;
@@ -214,5 +231,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_burst_allowance_stays_under_back_pressure() {
+        assert_eq!(burst_allowance(100_000, None), 100_000);
+        assert_eq!(burst_allowance(100_000, Some(10_000)), 5_000);
+        assert_eq!(burst_allowance(1_000, Some(10_000)), 1_000);
+        assert_eq!(burst_allowance(100, Some(1)), 1);
     }
 }

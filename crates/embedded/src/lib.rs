@@ -1,6 +1,7 @@
 //! orderflow's embedded engine: one SQLite database with the semantics of SQS, DynamoDB,
 //! DynamoDB Streams and SNS, plus the pollers that run the core handlers on it.
 
+pub mod burst;
 pub mod db;
 pub mod delivery;
 pub mod fanout;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use burst::BurstConfig;
 pub use db::{Db, DbError};
 pub use delivery::DeliveryConfig;
 pub use fanout::FanoutConfig;
@@ -51,6 +53,8 @@ pub struct EngineConfig {
     /// process: the API accepts a burst at full speed and the pipeline drains it with what
     /// is left, as SQS lets a Lambda consumer fall behind. 0 runs both alike.
     pub pipeline_nice: u8,
+    /// When the store stage steps aside for a burst; see [`burst`].
+    pub burst: BurstConfig,
 }
 
 impl EngineConfig {
@@ -64,6 +68,7 @@ impl EngineConfig {
             delivery: DeliveryConfig::default(),
             fanout: FanoutConfig::default(),
             pipeline_nice: DEFAULT_PIPELINE_NICE,
+            burst: BurstConfig::default(),
         }
     }
 }
@@ -302,11 +307,16 @@ impl Engine {
         let pipeline = runtime.handle().clone();
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let table: Arc<dyn OrderTable> = self.table.clone();
+        let burst = Arc::new(burst::Burst::new(
+            self.config.burst.clone(),
+            Arc::clone(self.queue.flow()),
+        ));
         for _ in 0..self.config.store_concurrency.max(1) {
             tasks.push(pipeline.spawn(pollers::run_store_poller(
                 Arc::clone(&self.queue),
                 Arc::clone(&table),
                 self.config.store_batch_size,
+                Arc::clone(&burst),
                 self.shutdown.subscribe(),
             )));
         }
@@ -523,6 +533,102 @@ mod tests {
         assert_eq!(engine.queue().release_all_in_flight().await.unwrap(), 1);
         let again = engine.queue().receive(10).await.unwrap();
         assert_eq!(again.messages[0].receive_count, 2);
+    }
+
+    fn order_message(i: usize) -> String {
+        format!(
+            r#"{{"orderID":"burst-{i:06}","customerId":"c","customerEmail":"a@example.com","items":[{{"sku":"A-1","quantity":1,"unitPrice":1.5}}],"currency":"EUR","shippingAddress":{{"line1":"1 Main St","city":"Berlin","postalCode":"10115","country":"DE"}}}}"#
+        )
+    }
+
+    async fn stored(engine: &Engine) -> u64 {
+        engine.stats().await.unwrap().orders.stored
+    }
+
+    /// Sends `count` orders from `senders` concurrent tasks, as fast as the queue takes them;
+    /// returns how many were stored by the time the last was accepted.
+    async fn send_burst(engine: &Arc<Engine>, count: usize, senders: usize) -> u64 {
+        let mut tasks = Vec::new();
+        for s in 0..senders {
+            let engine = Arc::clone(engine);
+            tasks.push(tokio::spawn(async move {
+                for i in (s..count).step_by(senders) {
+                    engine
+                        .queue()
+                        .send(order_message(i), Default::default())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        stored(engine).await
+    }
+
+    async fn wait_stored(engine: &Engine, count: u64, within: Duration) {
+        let all = async {
+            while stored(engine).await < count {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(within, all)
+            .await
+            .unwrap_or_else(|_| panic!("{count} orders stored within {within:?}"));
+    }
+
+    fn burst_config(dir: &Path, rate: u64, min_backlog: u64) -> EngineConfig {
+        let mut config = EngineConfig::new(dir);
+        config.burst = BurstConfig {
+            rate,
+            min_backlog,
+            allowance: 1_000_000,
+            max_pause: Duration::from_secs(10),
+        };
+        config
+    }
+
+    /// The store stage steps aside while a burst is accepted, then stores all of it; the
+    /// same burst with the policy off is stored while it is accepted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_is_accepted_first_and_stored_right_after() {
+        const BURST: usize = 8_000;
+        let mut during = Vec::new();
+        for rate in [200, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = Engine::open(burst_config(dir.path(), rate, 100)).unwrap();
+            engine.start("http://127.0.0.1:9").await.unwrap();
+            during.push(send_burst(&engine, BURST, 32).await);
+            wait_stored(&engine, BURST as u64, Duration::from_secs(60)).await;
+            engine.shutdown().await;
+        }
+        let (absorbed, beside) = (during[0], during[1]);
+        assert!(
+            absorbed * 3 < beside,
+            "stored during the burst: {absorbed} with the policy, {beside} without"
+        );
+    }
+
+    /// A load below the burst rate is stored as it comes, even when any backlog at all
+    /// would allow a pause.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steady_load_below_the_burst_rate_is_stored_as_it_comes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(burst_config(dir.path(), 2_000, 1)).unwrap();
+        engine.start("http://127.0.0.1:9").await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        for i in 0..400 {
+            tick.tick().await;
+            engine
+                .queue()
+                .send(order_message(i), Default::default())
+                .await
+                .unwrap();
+        }
+        // 200/s for two seconds: the last orders are stored moments after being sent.
+        wait_stored(&engine, 400, Duration::from_secs(2)).await;
+        engine.shutdown().await;
     }
 
     /// Through the running engine, each message published one at a time, at varying

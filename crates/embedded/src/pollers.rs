@@ -11,6 +11,7 @@ use orderflow_core::handlers::{publish_orders_explained, store_orders_explained}
 use orderflow_core::{OrderTable, Topic};
 use tokio::sync::{Notify, watch};
 
+use crate::burst::Burst;
 use crate::db::now_ms;
 use crate::queue::{Queue, ReceivedMessage};
 use crate::stream::{REGION, Stream};
@@ -74,14 +75,18 @@ pub fn sqs_message(m: &ReceivedMessage) -> SqsMessage {
 
 /// Receives batches and hands them to the store handler, like Lambda's SQS event source
 /// mapping: successes are deleted, failures stay and reappear after the visibility timeout.
+///
+/// While a burst is being absorbed (see [`crate::burst`]) it steps aside before each batch.
 pub async fn run_store_poller(
     queue: Arc<Queue>,
     table: Arc<dyn OrderTable>,
     batch_size: usize,
+    burst: Arc<Burst>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let notify: Arc<Notify> = Arc::clone(queue.notify());
     while !*shutdown.borrow() {
+        burst.wait_turn(&mut shutdown).await;
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

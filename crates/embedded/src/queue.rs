@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+use crate::burst::Flow;
 use crate::db::{Db, DbError, now_ms};
 
 /// The columns [`dead_letter_from_row`] reads, in its order.
@@ -113,6 +114,7 @@ pub struct Queue {
     config: QueueConfig,
     dlq: String,
     notify: Arc<Notify>,
+    flow: Arc<Flow>,
 }
 
 impl Queue {
@@ -122,7 +124,13 @@ impl Queue {
             dlq: config.dlq_name(),
             config,
             notify: Arc::new(Notify::new()),
+            flow: Arc::new(Flow::default()),
         }
+    }
+
+    /// Messages sent and first received since the start: what the burst policy watches.
+    pub fn flow(&self) -> &Arc<Flow> {
+        &self.flow
     }
 
     pub fn config(&self) -> &QueueConfig {
@@ -161,6 +169,7 @@ impl Queue {
                 Ok(())
             })
             .await?;
+        self.flow.sent(1);
         self.notify.notify_waiters();
         Ok(id)
     }
@@ -180,7 +189,8 @@ impl Queue {
         let max_receives = i64::from(self.config.max_receive_count);
         let timeout = i64::try_from(self.config.visibility_timeout.as_millis()).unwrap_or(i64::MAX);
         let max = max.clamp(1, MAX_MAPPING_BATCH);
-        self.db
+        let received = self
+            .db
             .write_relaxed(move |c| {
                 let now = now_ms();
                 let mut messages = Vec::new();
@@ -255,7 +265,14 @@ impl Queue {
                 };
                 Ok(Received { messages, next_visible_at })
             })
-            .await
+            .await?;
+        let first = received
+            .messages
+            .iter()
+            .filter(|m| m.receive_count == 1)
+            .count();
+        self.flow.first_received(first as u64);
+        Ok(received)
     }
 
     /// Deletes received messages by receipt handle; a stale handle deletes nothing.

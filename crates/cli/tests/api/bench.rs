@@ -52,6 +52,14 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
     assert!(positive(&report["ingestToBaselineRatio"]), "{report}");
     assert!(positive(&report["drain"]["deliveredPerSecond"]), "{report}");
     assert_eq!(report["drain"]["undelivered"], 0, "{report}");
+    // How much the pipeline stored while the burst was accepted is reported, not hidden.
+    let during = report["drain"]["storedDuringIngest"]
+        .as_u64()
+        .expect("a count");
+    assert!(
+        during <= report["drain"]["orders"].as_u64().unwrap(),
+        "{report}"
+    );
     assert!(positive(&report["startupToHealthyMs"]), "{report}");
     assert!(positive(&report["serverPeakRssMib"]), "{report}");
     assert!(positive(&report["diskBytesPerOrder"]), "{report}");
@@ -79,12 +87,16 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
 }
 
 /// `--unsigned` starts the server with signing off, and the report says what arrived;
-/// `--pipeline-nice` reaches the server (which refuses to start on a value it rejects).
+/// `--pipeline-nice` and `--burst-rate` reach the server (which refuses to start on a value
+/// it rejects).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_unsigned_measures_a_server_that_does_not_sign() {
-    let (report, stdout, _out) = bench_quick(&["--unsigned", "--pipeline-nice", "0"]).await;
+    let (report, stdout, _out) =
+        bench_quick(&["--unsigned", "--pipeline-nice", "0", "--burst-rate", "0"]).await;
     assert_eq!(report["settings"]["pipelineNice"], 0, "{report}");
+    assert_eq!(report["settings"]["burstRate"], 0, "{report}");
     assert!(stdout.contains("`--pipeline-nice 0`"), "{stdout}");
+    assert!(stdout.contains("`--burst-rate 0`"), "{stdout}");
     let notifications = &report["notifications"];
     assert_eq!(notifications["signed"], 0, "{report}");
     assert!(

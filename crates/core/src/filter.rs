@@ -2,11 +2,13 @@
 //! message's attributes or its JSON body. Pure functions, no I/O.
 //!
 //! A policy is a JSON object whose leaf values are arrays of conditions. Conditions in one
-//! array are ORed; keys are ANDed. With `MessageAttributes` scope the object is flat and is
-//! matched against the message attributes; with `MessageBody` scope it may nest and is matched
-//! against the message parsed as JSON (arrays in the body match when any element does).
+//! array are ORed; keys are ANDed; `"$or": [{...}, {...}]` at any level ORs whole objects.
+//! With `MessageAttributes` scope the object is flat and is matched against the message
+//! attributes; with `MessageBody` scope it may nest and is matched against the message parsed
+//! as JSON (arrays in the body match when any element does).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
@@ -55,14 +57,26 @@ impl FilterPolicyScope {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterPolicy {
     scope: FilterPolicyScope,
+    root: Level,
+}
+
+/// One object of a policy: keys that must all match, and the alternatives of its `$or`, of
+/// which one must.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Level {
     keys: BTreeMap<String, Node>,
+    /// Empty when the object has no `$or`.
+    any_of: Vec<Level>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
     Conditions(Vec<Condition>),
-    Nested(BTreeMap<String, Node>),
+    Nested(Level),
 }
+
+/// The operator key that ORs objects.
+const OR: &str = "$or";
 
 #[derive(Debug, Clone, PartialEq)]
 enum Condition {
@@ -76,6 +90,14 @@ enum Condition {
     AnythingBut(AnythingBut),
     Numeric(Range),
     Exists(bool),
+    Cidr(Cidr),
+}
+
+/// An IP network (`{"cidr": "10.0.0.0/24"}`, IPv4 or IPv6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cidr {
+    network: IpAddr,
+    prefix: u8,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,16 +157,26 @@ impl FilterPolicy {
             return Err(vec![error(field, "must be a JSON object")]);
         };
         let mut errors = Vec::new();
-        let keys = parse_object(object, scope, field, 0, &mut errors);
+        let root = parse_object(object, scope, field, 0, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
-        let policy = FilterPolicy { scope, keys };
+        let policy = FilterPolicy { scope, root };
+        if policy.root.paths(MAX_PATHS).is_none() {
+            return Err(vec![error(
+                field,
+                format!(
+                    "has more than {MAX_COMBINATIONS} combinations of values through its $or alternatives; at most {MAX_COMBINATIONS} are allowed"
+                ),
+            )]);
+        }
         let leaves = policy.leaf_count();
         if leaves > MAX_KEYS {
             errors.push(error(
                 field,
-                format!("has {leaves} keys; a filter policy may have at most {MAX_KEYS}"),
+                format!(
+                    "has {leaves} keys; a filter policy may have at most {MAX_KEYS} (in each alternative of an $or)"
+                ),
             ));
         }
         let combinations = policy.combinations();
@@ -152,7 +184,7 @@ impl FilterPolicy {
             errors.push(error(
                 field,
                 format!(
-                    "has {combinations} combinations of values; at most {MAX_COMBINATIONS} are allowed (the product of the number of values of every key)"
+                    "has {combinations} combinations of values; at most {MAX_COMBINATIONS} are allowed (the product of the number of values of every key, summed over the alternatives of $or)"
                 ),
             ));
         }
@@ -178,32 +210,25 @@ impl FilterPolicy {
         self.scope
     }
 
-    /// How many keys hold conditions (nested keys count once per leaf).
+    /// How many keys hold conditions (nested keys count once per leaf), in the alternative
+    /// of the policy's `$or`s that has the most.
     pub fn leaf_count(&self) -> usize {
-        fn count(nodes: &BTreeMap<String, Node>) -> usize {
-            nodes
-                .values()
-                .map(|n| match n {
-                    Node::Conditions(_) => 1,
-                    Node::Nested(inner) => count(inner),
-                })
-                .sum()
+        match self.root.paths(MAX_PATHS) {
+            Some(paths) => paths.iter().map(Vec::len).max().unwrap_or(0),
+            None => usize::MAX,
         }
-        count(&self.keys)
     }
 
-    /// The product of the number of conditions of every key.
+    /// The product of the number of conditions of every key, summed over the alternatives
+    /// of the policy's `$or`s (saturating: `u64::MAX` when there are too many to count).
     pub fn combinations(&self) -> u64 {
-        fn product(nodes: &BTreeMap<String, Node>) -> u64 {
-            nodes
-                .values()
-                .map(|n| match n {
-                    Node::Conditions(c) => c.len() as u64,
-                    Node::Nested(inner) => product(inner),
-                })
-                .fold(1u64, u64::saturating_mul)
+        match self.root.paths(MAX_PATHS) {
+            Some(paths) => paths
+                .iter()
+                .map(|p| p.iter().fold(1u64, |acc, n| acc.saturating_mul(*n as u64)))
+                .fold(0u64, u64::saturating_add),
+            None => u64::MAX,
         }
-        product(&self.keys)
     }
 
     /// Whether a message with this body and these attributes passes the policy.
@@ -219,34 +244,42 @@ impl FilterPolicy {
     }
 
     pub fn matches_attributes(&self, attributes: &BTreeMap<String, MessageAttribute>) -> bool {
-        self.keys.iter().all(|(key, node)| {
-            let Node::Conditions(conditions) = node else {
-                return false;
-            };
-            let values: Vec<Scalar<'_>> = attributes
-                .get(key)
-                .map(|a| match a {
-                    MessageAttribute::String(s) => Scalar::Str(s),
-                    MessageAttribute::Number(n) => match parse_decimal(n) {
-                        Some(d) => Scalar::Num(d),
-                        None => Scalar::Str(n),
-                    },
-                })
-                .into_iter()
-                .collect();
-            conditions.iter().any(|c| c.matches(&values))
-        })
+        fn matches_level(level: &Level, attributes: &BTreeMap<String, MessageAttribute>) -> bool {
+            let keys = level.keys.iter().all(|(key, node)| {
+                let Node::Conditions(conditions) = node else {
+                    return false;
+                };
+                let values: Vec<Scalar<'_>> = attributes
+                    .get(key)
+                    .map(|a| match a {
+                        MessageAttribute::String(s) => Scalar::Str(s),
+                        MessageAttribute::Number(n) => match parse_decimal(n) {
+                            Some(d) => Scalar::Num(d),
+                            None => Scalar::Str(n),
+                        },
+                    })
+                    .into_iter()
+                    .collect();
+                conditions.iter().any(|c| c.matches(&values))
+            });
+            keys && (level.any_of.is_empty()
+                || level
+                    .any_of
+                    .iter()
+                    .any(|alt| matches_level(alt, attributes)))
+        }
+        matches_level(&self.root, attributes)
     }
 
     pub fn matches_body(&self, body: &Value) -> bool {
-        fn matches_object(nodes: &BTreeMap<String, Node>, parents: &[&Value]) -> bool {
-            nodes.iter().all(|(key, node)| {
+        fn matches_level(level: &Level, parents: &[&Value]) -> bool {
+            let keys = level.keys.iter().all(|(key, node)| {
                 let mut children = Vec::new();
                 for parent in parents {
                     collect_objects_child(parent, key, &mut children);
                 }
                 match node {
-                    Node::Nested(inner) => matches_object(inner, &children),
+                    Node::Nested(inner) => matches_level(inner, &children),
                     Node::Conditions(conditions) => {
                         let mut values = Vec::new();
                         for child in &children {
@@ -255,9 +288,52 @@ impl FilterPolicy {
                         conditions.iter().any(|c| c.matches(&values))
                     }
                 }
-            })
+            });
+            // An `$or`'s alternatives look at the same object as the keys beside it.
+            keys && (level.any_of.is_empty()
+                || level.any_of.iter().any(|alt| matches_level(alt, parents)))
         }
-        matches_object(&self.keys, &[body])
+        matches_level(&self.root, &[body])
+    }
+}
+
+/// More ways through a policy's `$or`s than this cannot be within the combination limit
+/// (each way counts at least one), so expanding stops there.
+const MAX_PATHS: usize = MAX_COMBINATIONS as usize + 1;
+
+impl Level {
+    /// Every way through this object's `$or`s (and its nested objects' ones), each as the
+    /// number of conditions of every key it requires: how SNS counts keys and combinations.
+    /// `None` when there are more than `limit` ways.
+    fn paths(&self, limit: usize) -> Option<Vec<Vec<usize>>> {
+        fn cross(a: Vec<Vec<usize>>, b: &[Vec<usize>], limit: usize) -> Option<Vec<Vec<usize>>> {
+            if a.len().saturating_mul(b.len()) > limit {
+                return None;
+            }
+            Some(
+                a.iter()
+                    .flat_map(|x| b.iter().map(move |y| [x.as_slice(), y].concat()))
+                    .collect(),
+            )
+        }
+        let mut paths = vec![Vec::new()];
+        for node in self.keys.values() {
+            match node {
+                Node::Conditions(c) => paths.iter_mut().for_each(|p| p.push(c.len())),
+                Node::Nested(inner) => paths = cross(paths, &inner.paths(limit)?, limit)?,
+            }
+        }
+        if !self.any_of.is_empty() {
+            let mut alternatives = Vec::new();
+            for alt in &self.any_of {
+                alternatives.extend(alt.paths(limit)?);
+                if alternatives.len() > limit {
+                    return None;
+                }
+            }
+            paths = cross(paths, &alternatives, limit)?;
+        }
+        Some(paths)
     }
 }
 
@@ -307,21 +383,64 @@ fn parse_decimal(text: &str) -> Option<Decimal> {
     }
 }
 
+/// The operators a condition object may hold; an object using one is a condition, not an
+/// alternative of `$or`.
+const OPERATORS: &[&str] = &[
+    "prefix",
+    "suffix",
+    "equals-ignore-case",
+    "anything-but",
+    "numeric",
+    "exists",
+    "cidr",
+];
+
+/// SNS reads `"$or"` as the operator only when it holds an array of objects none of which
+/// uses an operator name as a key; otherwise it is an ordinary key.
+fn is_or_operator(value: &Value) -> bool {
+    matches!(value, Value::Array(items) if !items.is_empty() && items.iter().all(|item| {
+        item.as_object()
+            .is_some_and(|o| !o.keys().any(|k| OPERATORS.contains(&k.as_str())))
+    }))
+}
+
 fn parse_object(
     object: &serde_json::Map<String, Value>,
     scope: FilterPolicyScope,
     field: &str,
     depth: usize,
     errors: &mut Vec<FieldError>,
-) -> BTreeMap<String, Node> {
-    let mut out = BTreeMap::new();
+) -> Level {
+    let mut out = Level::default();
+    if depth >= 32 {
+        errors.push(error(field, "is nested too deeply"));
+        return out;
+    }
     for (key, value) in object {
         let path = format!("{field}.{key}");
-        if key.starts_with('$') {
+        if key == OR && is_or_operator(value) {
+            let alternatives = value.as_array().expect("checked");
+            if alternatives.len() < 2 {
+                errors.push(error(&path, "$or takes at least two objects"));
+                continue;
+            }
+            for (i, alt) in alternatives.iter().enumerate() {
+                let alt_path = format!("{path}[{i}]");
+                let alt = alt.as_object().expect("checked");
+                if alt.is_empty() {
+                    errors.push(error(&alt_path, "must not be an empty object"));
+                    continue;
+                }
+                out.any_of
+                    .push(parse_object(alt, scope, &alt_path, depth + 1, errors));
+            }
+            continue;
+        }
+        if key.starts_with('$') && key != OR {
             errors.push(error(
                 &path,
                 format!(
-                    "the operator {key} is not supported; list alternatives in one array instead"
+                    "the operator {key} is not supported; $or is, and alternatives for one key go in its array"
                 ),
             ));
             continue;
@@ -341,18 +460,14 @@ fn parse_object(
                             .ok()
                     })
                     .collect();
-                out.insert(key.clone(), Node::Conditions(conditions));
+                out.keys.insert(key.clone(), Node::Conditions(conditions));
             }
             Value::Object(inner) if scope == FilterPolicyScope::MessageBody => {
-                if depth >= 32 {
-                    errors.push(error(&path, "is nested too deeply"));
-                    continue;
-                }
                 if inner.is_empty() {
                     errors.push(error(&path, "must not be an empty object"));
                     continue;
                 }
-                out.insert(
+                out.keys.insert(
                     key.clone(),
                     Node::Nested(parse_object(inner, scope, &path, depth + 1, errors)),
                 );
@@ -423,13 +538,65 @@ fn parse_condition(value: &Value, field: &str) -> Result<Condition, FieldError> 
                 },
                 "anything-but" => parse_anything_but(operand, field).map(Condition::AnythingBut),
                 "numeric" => parse_range(operand, field).map(Condition::Numeric),
+                "cidr" => parse_cidr(expect_string(operand, field, "cidr")?)
+                    .map(Condition::Cidr)
+                    .map_err(|message| error(field, message)),
                 other => Err(error(
                     field,
                     format!(
-                        "unknown operator {other:?}; supported: prefix, suffix, equals-ignore-case, anything-but, numeric, exists"
+                        "unknown operator {other:?}; supported: {}",
+                        OPERATORS.join(", ")
                     ),
                 )),
             }
+        }
+    }
+}
+
+/// `10.0.0.0/24`, `2001:db8::/32`, or a single address (all of its bits).
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let network: IpAddr = address
+        .parse()
+        .map_err(|_| format!("{text:?} is not an IP address or network such as 10.0.0.0/24"))?;
+    let bits = if network.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => bits,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= bits)
+            .ok_or_else(|| format!("{text:?} has a prefix length that is not 0-{bits}"))?,
+    };
+    Ok(Cidr { network, prefix })
+}
+
+impl Cidr {
+    fn contains(&self, text: &str) -> bool {
+        let Ok(address) = text.trim().parse::<IpAddr>() else {
+            return false;
+        };
+        fn masked(bits: u128, width: u8, prefix: u8) -> u128 {
+            let keep = u32::from(prefix);
+            let shift = u32::from(width) - keep;
+            if keep == 0 {
+                0
+            } else {
+                (bits >> shift) << shift
+            }
+        }
+        match (self.network, address) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                masked(u128::from(u32::from(net)), 32, self.prefix)
+                    == masked(u128::from(u32::from(a)), 32, self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                masked(u128::from(net), 128, self.prefix) == masked(u128::from(a), 128, self.prefix)
+            }
+            _ => false,
         }
     }
 }
@@ -598,6 +765,7 @@ impl Condition {
                 s.to_lowercase() == v.to_lowercase()
             }
             (Condition::Numeric(range), Scalar::Num(v)) => range.contains(v),
+            (Condition::Cidr(net), Scalar::Str(v)) => net.contains(v),
             (Condition::AnythingBut(but), v) => match (but, v) {
                 (AnythingBut::Strings(list), Scalar::Str(v)) => !list.iter().any(|s| s == v),
                 (AnythingBut::Numbers(list), Scalar::Num(v)) => !list.contains(&v),
@@ -932,6 +1100,159 @@ mod tests {
             assert!(
                 errors.iter().any(|e| e.field == field),
                 "{value}: expected {field}, got {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn or_matches_when_any_alternative_does_and_the_keys_beside_it_too() {
+        let p = policy(json!({
+            "currency": ["EUR", "USD"],
+            "$or": [
+                {"customerId": [{"prefix": "vip-"}]},
+                {"total": [{"numeric": [">", 100]}]}
+            ]
+        }));
+        assert!(p.matches_attributes(&order_attrs("EUR", "1", "vip-anna")));
+        assert!(p.matches_attributes(&order_attrs("USD", "150", "plain")));
+        assert!(!p.matches_attributes(&order_attrs("EUR", "50", "plain")));
+        assert!(
+            !p.matches_attributes(&order_attrs("GBP", "150", "vip-anna")),
+            "the key beside the $or still applies"
+        );
+        // An $or inside an alternative.
+        let nested = policy(json!({"$or": [
+            {"currency": ["JPY"]},
+            {"$or": [{"customerId": ["a"]}, {"customerId": ["b"]}]}
+        ]}));
+        assert!(nested.matches_attributes(&order_attrs("JPY", "1", "z")));
+        assert!(nested.matches_attributes(&order_attrs("EUR", "1", "b")));
+        assert!(!nested.matches_attributes(&order_attrs("EUR", "1", "c")));
+    }
+
+    #[test]
+    fn or_in_a_body_policy_looks_at_the_object_it_sits_in() {
+        let p = body_policy(json!({"order": {
+            "currency": ["EUR"],
+            "$or": [
+                {"shippingAddress": {"country": ["DE"]}},
+                {"items": {"sku": ["PEN"]}}
+            ]
+        }}));
+        let body = |currency: &str, country: &str, sku: &str| {
+            json!({"order": {"currency": currency, "shippingAddress": {"country": country},
+                   "items": [{"sku": "BOOK"}, {"sku": sku}]}})
+        };
+        assert!(p.matches_body(&body("EUR", "DE", "MUG")));
+        assert!(p.matches_body(&body("EUR", "FR", "PEN")));
+        assert!(!p.matches_body(&body("EUR", "FR", "MUG")));
+        assert!(!p.matches_body(&body("USD", "DE", "PEN")));
+    }
+
+    #[test]
+    fn or_counts_keys_per_alternative_and_sums_their_combinations() {
+        let values = |n: usize| Value::Array((0..n).map(|i| json!(format!("v{i}"))).collect());
+        // 100 + 50 = 150 combinations: allowed; one more is not.
+        let at_limit = json!({"$or": [{"a": values(100)}, {"b": values(50)}]});
+        assert_eq!(policy(at_limit).combinations(), 150);
+        let over = json!({"$or": [{"a": values(100)}, {"b": values(51)}]});
+        assert!(
+            rejected(over, FilterPolicyScope::MessageAttributes)[0]
+                .message
+                .contains("151 combinations")
+        );
+        // Keys beside an $or multiply each alternative: 2 x (3 + 4) = 14.
+        let beside = json!({"k": ["x", "y"], "$or": [{"a": values(3)}, {"b": values(4)}]});
+        assert_eq!(policy(beside).combinations(), 14);
+        // Five keys in each alternative is fine; six in one is not.
+        let five = json!({"a": ["1"], "b": ["1"], "c": ["1"], "d": ["1"],
+                          "$or": [{"e": ["1"]}, {"f": ["1"]}]});
+        assert_eq!(policy(five).leaf_count(), 5);
+        let six = json!({"a": ["1"], "b": ["1"], "c": ["1"], "d": ["1"],
+                         "$or": [{"e": ["1"], "f": ["1"]}, {"g": ["1"]}]});
+        assert!(
+            rejected(six, FilterPolicyScope::MessageAttributes)[0]
+                .message
+                .contains("6 keys")
+        );
+        // $ors whose ways multiply past the limit (2^30 here) are refused without
+        // expanding them all.
+        let bomb: serde_json::Map<String, Value> = (0..30)
+            .map(|i| {
+                (
+                    format!("k{i}"),
+                    json!({"$or": [{"x": ["1"]}, {"y": ["1"]}]}),
+                )
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let errors = rejected(Value::Object(bomb), FilterPolicyScope::MessageBody);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            errors[0].message.contains("more than 150 combinations"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn or_that_is_not_the_operator_is_an_ordinary_key_as_in_sns() {
+        // Not an array of objects: an attribute named "$or".
+        let p = policy(json!({"$or": ["x"]}));
+        let named = attrs(&[("$or", s("x"))]);
+        assert!(p.matches_attributes(&named));
+        assert!(!p.matches_attributes(&attrs(&[("$or", s("y"))])));
+        // Objects that use operator names are conditions on that attribute.
+        let p = policy(json!({"$or": [{"prefix": "a"}, {"suffix": "z"}]}));
+        assert!(p.matches_attributes(&attrs(&[("$or", s("abc"))])));
+        assert!(!p.matches_attributes(&attrs(&[("$or", s("mmm"))])));
+        // Attribute scope stays flat inside an alternative.
+        let errors = rejected(
+            json!({"$or": [{"a": {"b": ["x"]}}, {"c": ["y"]}]}),
+            FilterPolicyScope::MessageAttributes,
+        );
+        assert_eq!(errors[0].field, "filterPolicy.$or[0].a", "{errors:?}");
+        // Other $ names are not operators SNS knows.
+        let errors = rejected(
+            json!({"$and": [{"a": ["x"]}]}),
+            FilterPolicyScope::MessageAttributes,
+        );
+        assert_eq!(errors[0].field, "filterPolicy.$and");
+    }
+
+    #[test]
+    fn cidr_matches_addresses_inside_the_network() {
+        let p = policy(json!({"sourceIp": [{"cidr": "10.0.0.0/24"}]}));
+        let ip = |v: &str| attrs(&[("sourceIp", s(v))]);
+        assert!(p.matches_attributes(&ip("10.0.0.7")));
+        assert!(p.matches_attributes(&ip("10.0.0.255")));
+        assert!(!p.matches_attributes(&ip("10.0.1.7")));
+        assert!(!p.matches_attributes(&ip("not an address")));
+        assert!(
+            !p.matches_attributes(&ip("::ffff:10.0.0.7")),
+            "another family"
+        );
+        let v6 = policy(json!({"sourceIp": [{"cidr": "2001:db8::/32"}]}));
+        assert!(v6.matches_attributes(&ip("2001:db8:1::42")));
+        assert!(!v6.matches_attributes(&ip("2001:db9::1")));
+        assert!(!v6.matches_attributes(&ip("10.0.0.7")));
+        let all = policy(json!({"sourceIp": [{"cidr": "0.0.0.0/0"}]}));
+        assert!(all.matches_attributes(&ip("192.168.1.1")));
+        let one = policy(json!({"sourceIp": [{"cidr": "192.168.1.1"}]}));
+        assert!(one.matches_attributes(&ip("192.168.1.1")));
+        assert!(!one.matches_attributes(&ip("192.168.1.2")));
+        for bad in [
+            json!("10.0.0.0/33"),
+            json!("10.0.0/8"),
+            json!("::/129"),
+            json!(5),
+        ] {
+            let errors = rejected(
+                json!({"sourceIp": [{"cidr": bad}]}),
+                FilterPolicyScope::MessageAttributes,
+            );
+            assert_eq!(
+                errors[0].field, "filterPolicy.sourceIp[0].cidr",
+                "{bad}: {errors:?}"
             );
         }
     }

@@ -89,6 +89,16 @@ async fn each_filter_operator_delivers_only_the_matching_orders() {
             "MessageBody",
             json!({"order": {"items": {"sku": ["PEN"]}}}),
         ),
+        (
+            "or-across-keys",
+            "MessageAttributes",
+            json!({"$or": [{"currency": ["JPY"]}, {"total": [{"numeric": [">", 200]}], "customerId": [{"suffix": "-eu"}]}]}),
+        ),
+        (
+            "or-in-the-body",
+            "MessageBody",
+            json!({"order": {"currency": ["EUR", "GBP"], "$or": [{"customerId": [{"prefix": "vip-b"}]}, {"items": {"sku": ["BOOK-1"]}}]}}),
+        ),
     ];
     let mut ids = BTreeMap::new();
     for (name, scope, policy) in &cases {
@@ -167,6 +177,8 @@ async fn each_filter_operator_delivers_only_the_matching_orders() {
         ("equals-ignore-case", id_set([&eur])),
         ("and-across-keys", id_set([&gbp])),
         ("message-body", id_set([&eur, &gbp, &jpy])),
+        ("or-across-keys", id_set([&usd, &gbp, &jpy])),
+        ("or-in-the-body", id_set([&eur, &gbp])),
     ]);
     let subscriptions = app.subscriptions().await;
     for (name, want) in &expected {

@@ -109,6 +109,17 @@ pub struct OpenLoop {
     pub post_latency: Latency,
     pub end_to_end: Latency,
     pub undelivered: usize,
+    /// The order that took longest end to end, with its journey, to see which stage it was.
+    pub slowest: Option<Slowest>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slowest {
+    pub order_id: String,
+    pub end_to_end_ms: f64,
+    /// `GET /orders/{id}/trace`: when each stage saw the order (or why it could not be read).
+    pub trace: Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -492,12 +503,25 @@ async fn open_loop(
             .map(|(_, d)| *d)
             .collect(),
     );
-    let e2e = {
+    let e2e: Vec<(&String, Duration)> = {
         let delivered = sub.delivered.lock().expect("lock");
         let sent = sent_at.lock().expect("lock");
         ids.iter()
-            .filter_map(|id| Some(delivered.get(id)?.saturating_duration_since(*sent.get(id)?)))
+            .filter_map(|id| {
+                Some((
+                    id,
+                    delivered.get(id)?.saturating_duration_since(*sent.get(id)?),
+                ))
+            })
             .collect()
+    };
+    let slowest = match e2e.iter().max_by_key(|(_, d)| *d) {
+        Some((id, d)) => Some(Slowest {
+            order_id: (*id).clone(),
+            end_to_end_ms: d.as_secs_f64() * 1e3,
+            trace: order_trace(client, url, id).await,
+        }),
+        None => None,
     };
     OpenLoop {
         offered_per_second: rate,
@@ -505,9 +529,25 @@ async fn open_loop(
         accepted,
         achieved_per_second: accepted as f64 / send_seconds,
         post_latency,
-        end_to_end: Latency::of(e2e),
+        end_to_end: Latency::of(e2e.into_iter().map(|(_, d)| d).collect()),
         undelivered,
+        slowest,
     }
+}
+
+/// The order's journey from the server, or what went wrong reading it.
+async fn order_trace(client: &reqwest::Client, url: &str, id: &str) -> Value {
+    let read = async {
+        client
+            .get(format!("{url}/orders/{}/trace", urlencode(id)))
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<Value>()
+            .await
+    };
+    read.await
+        .unwrap_or_else(|e| json!({"error": orderflow_core::error_chain(&e)}))
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
@@ -886,6 +926,17 @@ pub fn markdown(r: &Report) -> String {
             e.undelivered
         ));
     }
+    for (i, e) in r.end_to_end.iter().enumerate() {
+        if let Some(s) = &e.slowest {
+            out.push_str(&format!(
+                "\nSlowest at {}/s: `{}`, {} ms end to end (its journey: `endToEnd[{i}].slowest.trace` in bench.json).",
+                e.offered_per_second,
+                s.order_id,
+                ms(s.end_to_end_ms)
+            ));
+        }
+    }
+    out.push('\n');
     out
 }
 

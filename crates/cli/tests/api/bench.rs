@@ -69,10 +69,16 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
         assert_eq!(r["undelivered"], 0, "{r}");
         assert_eq!(r["sent"], r["accepted"], "{r}");
         assert!(positive(&r["endToEnd"]["p99Ms"]), "{r}");
+        // The slowest order comes with its journey, read back from the server.
+        let slowest = &r["slowest"];
+        assert_eq!(slowest["endToEndMs"], r["endToEnd"]["maxMs"], "{r}");
+        assert_eq!(slowest["trace"]["orderID"], slowest["orderId"], "{r}");
+        assert_eq!(slowest["trace"]["stage"], "delivered", "{r}");
     }
 
     let markdown = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
     assert!(markdown.contains("ingest / baseline"), "{markdown}");
+    assert!(markdown.contains("Slowest at "), "{markdown}");
     assert!(
         stdout.contains("durable ingest"),
         "the table is printed too: {stdout}"

@@ -271,7 +271,6 @@ impl Engine {
 
     /// Starts the pollers and the delivery worker. `public_url` is how subscribers reach us.
     pub async fn start(&self, public_url: &str) -> Result<(), EngineError> {
-        trace::create_receipts(&self.db).await?;
         let released = self.queue.release_all_in_flight().await?;
         if released > 0 {
             tracing::info!(

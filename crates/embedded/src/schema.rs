@@ -111,6 +111,18 @@ CREATE INDEX deliveries_subscription_due ON deliveries (subscription_id, state, 
     r#"
 DROP INDEX IF EXISTS deliveries_subscription;
 "#,
+    // What the store poller saw of each order it handed to the store handler, for `trace`.
+    // Earlier versions created it outside the migrations, hence IF NOT EXISTS.
+    r#"
+CREATE TABLE IF NOT EXISTS order_receipts (
+    order_id          TEXT    PRIMARY KEY,
+    message_id        TEXT    NOT NULL,
+    receive_count     INTEGER NOT NULL,
+    first_received_at INTEGER NOT NULL,
+    last_received_at  INTEGER NOT NULL,
+    last_error        TEXT
+);
+"#,
 ];
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -127,6 +139,31 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Databases from before `order_receipts` joined the migrations already have it.
+    #[test]
+    fn a_database_that_made_order_receipts_itself_migrates() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[..5].join("\n").as_str())
+            .unwrap();
+        conn.pragma_update(None, "user_version", 5).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE order_receipts (order_id TEXT PRIMARY KEY, message_id TEXT NOT NULL,
+             receive_count INTEGER NOT NULL, first_received_at INTEGER NOT NULL,
+             last_received_at INTEGER NOT NULL, last_error TEXT);
+             INSERT INTO order_receipts VALUES ('o-1', 'm-1', 1, 1, 1, NULL);",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let kept: i64 = conn
+            .query_row("SELECT count(*) FROM order_receipts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "the receipts already noted are kept");
+    }
 
     /// Each index on `deliveries` costs a page write per delivery recorded; the worker's
     /// per-subscription read must still be an index seek without the dropped one.

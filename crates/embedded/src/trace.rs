@@ -12,25 +12,6 @@ use crate::db::{Db, DbError, now_ms};
 use crate::queue::ReceivedMessage;
 use crate::{Engine, STREAM_CONSUMER};
 
-/// What the store poller saw of each order it handed to the store handler. Kept outside the
-/// numbered migrations: it only serves `trace`, and an older binary may ignore it.
-const RECEIPTS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS order_receipts (
-    order_id          TEXT    PRIMARY KEY,
-    message_id        TEXT    NOT NULL,
-    receive_count     INTEGER NOT NULL,
-    first_received_at INTEGER NOT NULL,
-    last_received_at  INTEGER NOT NULL,
-    last_error        TEXT
-)";
-
-pub(crate) async fn create_receipts(db: &Db) -> Result<(), DbError> {
-    db.write_relaxed(|c| {
-        c.execute(RECEIPTS_SCHEMA, [])?;
-        Ok(())
-    })
-    .await
-}
-
 /// The `orderID` at the start of a queued order's body, without parsing the whole order.
 fn order_id_of(body: &str) -> Option<String> {
     #[derive(serde::Deserialize)]

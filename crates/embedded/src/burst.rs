@@ -73,19 +73,53 @@ const RECHECK: Duration = Duration::from_millis(5);
 
 /// Messages sent to the queue and received for the first time since the process started;
 /// their difference is the backlog the drain has not reached yet.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Flow {
     sent: AtomicU64,
     first_received: AtomicU64,
+    /// When counting began (ms since the epoch, as `sent_at`).
+    since_ms: i64,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Flow {
+            sent: AtomicU64::new(0),
+            first_received: AtomicU64::new(0),
+            since_ms: crate::db::now_ms(),
+        }
+    }
 }
 
 impl Flow {
+    /// Counts a send before it is committed, so a message is never received uncounted.
     pub(crate) fn sent(&self, n: u64) {
         self.sent.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Takes back sends that were counted but not committed.
+    pub(crate) fn unsent(&self, n: u64) {
+        let _ = self
+            .sent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
+                Some(s.saturating_sub(n))
+            });
+    }
+
+    /// Whether a message sent at `sent_at` (ms) was counted by [`Flow::sent`].
+    pub(crate) fn counts(&self, sent_at: i64) -> bool {
+        sent_at >= self.since_ms
+    }
+
+    /// Counts first receives of counted messages, never past the sends (a redriven message
+    /// is received for the first time again), so they cannot hide later sends.
     pub(crate) fn first_received(&self, n: u64) {
-        self.first_received.fetch_add(n, Ordering::Relaxed);
+        let sent = self.sent_total();
+        let _ = self
+            .first_received
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(r.saturating_add(n).min(sent).max(r))
+            });
     }
 
     pub fn sent_total(&self) -> u64 {
@@ -93,7 +127,7 @@ impl Flow {
     }
 
     /// Messages sent since the start and not yet received once. Messages left from an
-    /// earlier run are not counted, so this errs towards draining.
+    /// earlier run count neither way, so after a restart this errs towards draining.
     pub fn backlog(&self) -> u64 {
         let received = self.first_received.load(Ordering::Relaxed);
         self.sent_total().saturating_sub(received)
@@ -283,6 +317,22 @@ mod tests {
         flow.first_received(flow.backlog());
         let seen = drive(&b, &flow, t0 + Duration::from_millis(600), 10, 50);
         assert!(seen.last().copied().unwrap(), "{seen:?}");
+    }
+
+    #[test]
+    fn first_receives_never_hide_later_sends() {
+        let flow = Flow::default();
+        assert!(!flow.counts(flow.since_ms - 1), "sent by an earlier run");
+        assert!(flow.counts(flow.since_ms));
+        // First receives beyond the sends (redriven messages) are not counted.
+        flow.first_received(5_000);
+        assert_eq!(flow.backlog(), 0);
+        flow.sent(300);
+        assert_eq!(flow.backlog(), 300, "the new sends are waiting");
+        flow.first_received(100);
+        assert_eq!(flow.backlog(), 200);
+        flow.unsent(50);
+        assert_eq!(flow.backlog(), 150, "a send that failed is taken back");
     }
 
     #[test]

@@ -158,7 +158,9 @@ impl Queue {
         let queue = self.config.name.clone();
         let message_id = id.clone();
         let attributes = serde_json::to_string(&attributes).expect("attributes serialize");
-        self.db
+        self.flow.sent(1);
+        let written = self
+            .db
             .write(move |c| {
                 let now = now_ms();
                 c.prepare_cached(
@@ -168,8 +170,11 @@ impl Queue {
                 .execute(params![queue, message_id, body, attributes, now])?;
                 Ok(())
             })
-            .await?;
-        self.flow.sent(1);
+            .await;
+        if let Err(e) = written {
+            self.flow.unsent(1);
+            return Err(e);
+        }
         self.notify.notify_waiters();
         Ok(id)
     }
@@ -269,7 +274,7 @@ impl Queue {
         let first = received
             .messages
             .iter()
-            .filter(|m| m.receive_count == 1)
+            .filter(|m| m.receive_count == 1 && self.flow.counts(m.sent_at))
             .count();
         self.flow.first_received(first as u64);
         Ok(received)

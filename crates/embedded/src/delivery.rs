@@ -173,6 +173,7 @@ pub async fn run_delivery_worker(
     topic: Arc<SqliteTopic>,
     deliverers: Arc<Deliverers>,
     config: DeliveryConfig,
+    burst: Arc<crate::burst::Burst>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let held = Arc::new(Mutex::new(Held::default()));
@@ -189,6 +190,8 @@ pub async fn run_delivery_worker(
     let mut read_all = true;
     let mut next_due: Option<i64> = None;
     while !*shutdown.borrow() {
+        // While a burst is absorbed, what is already published waits too (a batch a second).
+        burst.wait_turn(&mut shutdown).await;
         let work = new_work.notified();
         tokio::pin!(work);
         work.as_mut().enable();

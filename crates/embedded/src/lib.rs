@@ -325,6 +325,7 @@ impl Engine {
             Arc::clone(self.table.stream_notify()),
             topic,
             self.config.stream.clone(),
+            Arc::clone(&burst),
             self.shutdown.subscribe(),
         )));
         let mut delivery = self.config.delivery.clone();
@@ -338,12 +339,14 @@ impl Engine {
             Arc::clone(&self.topic),
             self.shutdown.subscribe(),
         );
+        let delivery_burst = Arc::clone(&burst);
         let sign = delivery.sign;
         tasks.push(pipeline.spawn(async move {
             if !sign {
                 tracing::warn!("deliveries are not signed (--sign-deliveries false)");
                 let deliverers = Arc::new(deliverers);
-                delivery::run_delivery_worker(topic, deliverers, delivery, shutdown).await;
+                delivery::run_delivery_worker(topic, deliverers, delivery, delivery_burst, shutdown)
+                    .await;
                 return;
             }
             let signer = match signer_cell.get() {
@@ -368,7 +371,8 @@ impl Engine {
                 signer: Some(signer),
                 ..deliverers
             });
-            delivery::run_delivery_worker(topic, deliverers, delivery, shutdown).await;
+            delivery::run_delivery_worker(topic, deliverers, delivery, delivery_burst, shutdown)
+                    .await;
         }));
         *self.pipeline.lock().expect("pipeline lock") = Some(runtime);
         Ok(())
@@ -547,11 +551,17 @@ mod tests {
     /// Sends `count` orders from `senders` concurrent tasks, as fast as the queue takes them;
     /// returns how many were stored by the time the last was accepted.
     async fn send_burst(engine: &Arc<Engine>, count: usize, senders: usize) -> u64 {
+        send_burst_from(engine, 0, count, senders).await;
+        stored(engine).await
+    }
+
+    /// Sends orders `first..first + count` from `senders` concurrent tasks.
+    async fn send_burst_from(engine: &Arc<Engine>, first: usize, count: usize, senders: usize) {
         let mut tasks = Vec::new();
         for s in 0..senders {
             let engine = Arc::clone(engine);
             tasks.push(tokio::spawn(async move {
-                for i in (s..count).step_by(senders) {
+                for i in (first + s..first + count).step_by(senders) {
                     engine
                         .queue()
                         .send(order_message(i), Default::default())
@@ -563,7 +573,6 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        stored(engine).await
     }
 
     async fn wait_stored(engine: &Engine, count: u64, within: Duration) {
@@ -607,6 +616,88 @@ mod tests {
             absorbed * 3 < beside,
             "stored during the burst: {absorbed} with the policy, {beside} without"
         );
+    }
+
+    /// While a burst is absorbed, what was stored or published before it waits too: the
+    /// stream poller and the delivery worker step aside like the store stage.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishing_and_delivering_also_wait_for_an_absorbed_burst() {
+        use orderflow_core::{MessageAttribute, OrderTable, Publication, Topic};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = burst_config(dir.path(), 200, 50);
+        config.delivery.sign = false;
+        let engine = Engine::open(config).unwrap();
+        engine.start("http://127.0.0.1:9").await.unwrap();
+        // Only the two messages written past the queue reach this subscription.
+        let spec = serde_json::from_value::<fanout::spec::SubscriptionRequest>(serde_json::json!({
+            "protocol": "queue", "endpoint": "marked",
+            "filterPolicy": {"$or": [{"marker": ["direct"]}, {"customerId": ["marker-c"]}]}
+        }))
+        .unwrap()
+        .validate(&engine.subscription_rules(true))
+        .unwrap();
+        let sub = engine
+            .topic()
+            .subscribe(spec, topic::Source::Api)
+            .await
+            .unwrap();
+        // A burst from 32 senders that lasts about two seconds.
+        let feeder = {
+            let engine = Arc::clone(&engine);
+            tokio::spawn(async move {
+                let until = std::time::Instant::now() + Duration::from_secs(2);
+                let mut round = 0;
+                while std::time::Instant::now() < until {
+                    send_burst_from(&engine, round * 320, 320, 32).await;
+                    round += 1;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let order = orderflow_core::Order::parse(
+            order_message(999_999)
+                .replace("\"customerId\":\"c\"", "\"customerId\":\"marker-c\"")
+                .as_bytes(),
+        )
+        .unwrap();
+        let now = chrono::Utc::now();
+        let stored = orderflow_core::StoredOrder::new(order, now, now).unwrap();
+        engine.table().put_new(&stored).await.unwrap();
+        let publication = Publication {
+            dedup_id: "direct".into(),
+            subject: "OrderCreated".into(),
+            message: "{}".into(),
+            attributes: [(
+                "marker".to_owned(),
+                MessageAttribute::String("direct".into()),
+            )]
+            .into(),
+        };
+        assert!(engine.topic().publish_batch(&[publication]).await[0].is_ok());
+        let during = engine
+            .pull_queues()
+            .receive(&sub, 10, None, Duration::from_millis(600))
+            .await
+            .unwrap();
+        assert!(
+            during.is_empty(),
+            "delivered during the burst: {:?}",
+            during.iter().map(|m| &m.body).collect::<Vec<_>>()
+        );
+        feeder.await.unwrap();
+        let mut after = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while after.len() < 2 && std::time::Instant::now() < deadline {
+            after.extend(
+                engine
+                    .pull_queues()
+                    .receive(&sub, 10, None, Duration::from_secs(1))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(after.len(), 2, "both arrive once the burst is over");
+        engine.shutdown().await;
     }
 
     /// A load below the burst rate is stored as it comes, even when any backlog at all

@@ -177,16 +177,19 @@ impl Default for StreamPollerConfig {
 
 /// Reads the change stream from its checkpoint and hands batches to the publish handler,
 /// like Lambda's DynamoDB event source mapping with `ReportBatchItemFailures`, bisecting
-/// on a whole-batch failure and bounded retries with an on-failure destination.
+/// on a whole-batch failure and bounded retries with an on-failure destination. Steps aside
+/// while a burst is being absorbed, as the store poller does.
 pub async fn run_stream_poller(
     stream: Arc<Stream>,
     notify: Arc<Notify>,
     topic: Arc<dyn Topic>,
     config: StreamPollerConfig,
+    burst: Arc<Burst>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut batch_size = config.batch_size;
     while !*shutdown.borrow() {
+        burst.wait_turn(&mut shutdown).await;
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();

@@ -66,10 +66,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDERFLOW_SIGN_DELIVERIES", default_value_t = true, action = clap::ArgAction::Set)]
     sign_deliveries: bool,
     /// How much lower the pipeline's threads run than the API's (Unix nice steps, 0-19):
-    /// a burst is accepted at full speed and drained with the CPU left. 0: the same.
+    /// a burst is accepted at full speed and drained with the CPU left. 0: the same, which
+    /// keeps the pipeline's fair share on a machine busy with other programs.
     #[arg(long, env = "ORDERFLOW_PIPELINE_NICE", default_value_t = orderflow_embedded::DEFAULT_PIPELINE_NICE, value_parser = clap::value_parser!(u8).range(0..=19))]
     pipeline_nice: u8,
-    /// Orders accepted per second from which the store stage steps aside while at least
+    /// Orders accepted per second from which the pipeline steps aside while at least
     /// 1,000 wait, so a burst is accepted at full speed and stored right after it. 0: the
     /// drain always runs beside the API.
     #[arg(long, env = "ORDERFLOW_BURST_RATE", default_value_t = orderflow_embedded::burst::DEFAULT_BURST_RATE)]

@@ -1,5 +1,6 @@
 //! Absorbing a burst: while orders are accepted faster than the pipeline could drain them,
-//! the store stage steps aside and leaves the CPU and the writer to the API.
+//! the pipeline (store, publish, deliver) steps aside and leaves the CPU and the writer to
+//! the API.
 //!
 //! SQS lets its consumer fall behind a burst, and that is what the queue is for. On a small
 //! machine the API and the drain share the same cores and the same SQLite writer, and a drain
@@ -15,7 +16,7 @@
 //! - it ends as soon as the rate drops;
 //! - once `allowance` orders wait, the drain takes its share again, whatever the rate,
 //!   until the backlog is back under `min_backlog`;
-//! - within a pause, each store worker still takes one batch every `max_pause`.
+//! - within a pause, each stage still takes one batch every `max_pause`.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -33,7 +34,7 @@ pub struct BurstConfig {
     pub min_backlog: u64,
     /// Orders waiting at which the drain takes its share again, whatever the rate.
     pub allowance: u64,
-    /// Longest a store worker steps aside before it takes one batch anyway.
+    /// Longest a pipeline stage steps aside before it takes one batch anyway.
     pub max_pause: Duration,
 }
 

@@ -53,7 +53,7 @@ pub struct EngineConfig {
     /// process: the API accepts a burst at full speed and the pipeline drains it with what
     /// is left, as SQS lets a Lambda consumer fall behind. 0 runs both alike.
     pub pipeline_nice: u8,
-    /// When the store stage steps aside for a burst; see [`burst`].
+    /// When the pipeline steps aside for a burst; see [`burst`].
     pub burst: BurstConfig,
 }
 
@@ -77,7 +77,11 @@ impl EngineConfig {
 pub const DEFAULT_STORE_BATCH_SIZE: usize = 10;
 
 /// The pipeline's default priority below the API's; see [`EngineConfig::pipeline_nice`].
-pub const DEFAULT_PIPELINE_NICE: u8 = 10;
+/// Five steps give the API about three times the pipeline's share of a contended core; ten
+/// gave it nine times, and bursts were accepted a little faster (BENCHMARKS.md), but then
+/// any other busy program on the machine starved the pipeline too (a 5 s median end to end
+/// at 1,000 orders/s beside two busy loops, against 0.5 s at five steps).
+pub const DEFAULT_PIPELINE_NICE: u8 = 5;
 
 /// The nice value `steps` below the calling thread's, for [`set_thread_nice`]; `None` when
 /// priorities stay as they are.

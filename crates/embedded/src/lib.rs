@@ -542,6 +542,19 @@ mod tests {
         assert_eq!(again.messages[0].receive_count, 2);
     }
 
+    /// Subscribes as the operator's file would, from the JSON of a subscription request.
+    async fn subscribe(engine: &Engine, request: serde_json::Value) -> Subscription {
+        let spec = serde_json::from_value::<fanout::spec::SubscriptionRequest>(request)
+            .unwrap()
+            .validate(&engine.subscription_rules(true))
+            .unwrap();
+        engine
+            .topic()
+            .subscribe(spec, topic::Source::Api)
+            .await
+            .unwrap()
+    }
+
     fn order_message(i: usize) -> String {
         format!(
             r#"{{"orderID":"burst-{i:06}","customerId":"c","customerEmail":"a@example.com","items":[{{"sku":"A-1","quantity":1,"unitPrice":1.5}}],"currency":"EUR","shippingAddress":{{"line1":"1 Main St","city":"Berlin","postalCode":"10115","country":"DE"}}}}"#
@@ -633,18 +646,14 @@ mod tests {
         let engine = Engine::open(config).unwrap();
         engine.start("http://127.0.0.1:9").await.unwrap();
         // Only the two messages written past the queue reach this subscription.
-        let spec = serde_json::from_value::<fanout::spec::SubscriptionRequest>(serde_json::json!({
-            "protocol": "queue", "endpoint": "marked",
-            "filterPolicy": {"$or": [{"marker": ["direct"]}, {"customerId": ["marker-c"]}]}
-        }))
-        .unwrap()
-        .validate(&engine.subscription_rules(true))
-        .unwrap();
-        let sub = engine
-            .topic()
-            .subscribe(spec, topic::Source::Api)
-            .await
-            .unwrap();
+        let sub = subscribe(
+            &engine,
+            serde_json::json!({
+                "protocol": "queue", "endpoint": "marked",
+                "filterPolicy": {"$or": [{"marker": ["direct"]}, {"customerId": ["marker-c"]}]}
+            }),
+        )
+        .await;
         // A burst from 32 senders that lasts about two seconds.
         let feeder = {
             let engine = Arc::clone(&engine);
@@ -737,17 +746,11 @@ mod tests {
         config.delivery.sign = false;
         let engine = Engine::open(config).unwrap();
         engine.start("http://127.0.0.1:9").await.unwrap();
-        let spec = serde_json::from_value::<fanout::spec::SubscriptionRequest>(
+        let sub = subscribe(
+            &engine,
             serde_json::json!({"protocol": "queue", "endpoint": "prompt"}),
         )
-        .unwrap()
-        .validate(&engine.subscription_rules(true))
-        .unwrap();
-        let sub = engine
-            .topic()
-            .subscribe(spec, topic::Source::Api)
-            .await
-            .unwrap();
+        .await;
         let mut slowest = Duration::ZERO;
         for i in 0..200 {
             let publication = Publication {

@@ -161,6 +161,11 @@ impl Burst {
         }
     }
 
+    /// Whether a burst was being absorbed when the pipeline last asked, without asking.
+    pub fn was_absorbing(&self) -> bool {
+        self.state.lock().expect("burst state lock").absorbing
+    }
+
     /// Whether the drain should step aside now.
     pub fn absorbing(&self) -> bool {
         self.absorbing_at(Instant::now())

@@ -175,6 +175,8 @@ pub struct Engine {
     pull_queues: Arc<fanout::pull::PullQueues>,
     /// Created (or loaded) at start; serves `SigningCertURL`.
     signer: Arc<OnceLock<Arc<fanout::signing::Signer>>>,
+    /// When the pipeline steps aside for a burst; shared by its stages.
+    burst: Arc<burst::Burst>,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The runtime the pollers and deliveries run on, apart from the API's, at a lower
@@ -252,6 +254,10 @@ impl Engine {
             })?;
         let db = Db::open(&db_path, schema::migrate)?;
         let queue = Arc::new(Queue::new(Arc::clone(&db), config.queue.clone()));
+        let burst = Arc::new(burst::Burst::new(
+            config.burst.clone(),
+            Arc::clone(queue.flow()),
+        ));
         let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
         let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));
         let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)));
@@ -266,6 +272,7 @@ impl Engine {
             topic,
             pull_queues,
             signer: Arc::new(OnceLock::new()),
+            burst,
             shutdown,
             tasks: Mutex::new(Vec::new()),
             pipeline: Mutex::new(None),
@@ -310,16 +317,12 @@ impl Engine {
         let pipeline = runtime.handle().clone();
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let table: Arc<dyn OrderTable> = self.table.clone();
-        let burst = Arc::new(burst::Burst::new(
-            self.config.burst.clone(),
-            Arc::clone(self.queue.flow()),
-        ));
         for _ in 0..self.config.store_concurrency.max(1) {
             tasks.push(pipeline.spawn(pollers::run_store_poller(
                 Arc::clone(&self.queue),
                 Arc::clone(&table),
                 self.config.store_batch_size,
-                Arc::clone(&burst),
+                Arc::clone(&self.burst),
                 self.shutdown.subscribe(),
             )));
         }
@@ -329,7 +332,7 @@ impl Engine {
             Arc::clone(self.table.stream_notify()),
             topic,
             self.config.stream.clone(),
-            Arc::clone(&burst),
+            Arc::clone(&self.burst),
             self.shutdown.subscribe(),
         )));
         let mut delivery = self.config.delivery.clone();
@@ -343,7 +346,7 @@ impl Engine {
             Arc::clone(&self.topic),
             self.shutdown.subscribe(),
         );
-        let delivery_burst = Arc::clone(&burst);
+        let delivery_burst = Arc::clone(&self.burst);
         let sign = delivery.sign;
         tasks.push(pipeline.spawn(async move {
             if !sign {
@@ -406,6 +409,11 @@ impl Engine {
         if let Some(runtime) = self.pipeline.lock().expect("pipeline lock").take() {
             runtime.shutdown_background();
         }
+    }
+
+    /// Whether the pipeline is stepping aside for a burst right now.
+    pub fn absorbing_burst(&self) -> bool {
+        self.burst.was_absorbing()
     }
 
     pub fn queue(&self) -> &Arc<Queue> {
@@ -667,6 +675,7 @@ mod tests {
             })
         };
         tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(engine.absorbing_burst(), "the burst is being absorbed");
         let order = orderflow_core::Order::parse(
             order_message(999_999)
                 .replace("\"customerId\":\"c\"", "\"customerId\":\"marker-c\"")

@@ -102,6 +102,7 @@ async fn render_metrics(State(state): State<AppState>) -> Result<Response, ApiEr
     metrics::gauge!("orderflow_stream_pending_records").set(stats.stream.pending as f64);
     metrics::gauge!("orderflow_stream_failed_records").set(stats.stream.failed as f64);
     metrics::gauge!("orderflow_subscriptions").set(stats.subscriptions as f64);
+    metrics::gauge!("orderflow_burst_absorbing").set(f64::from(u8::from(engine.absorbing_burst())));
     for h in &health {
         let s = &h.subscription;
         let label = s.name.clone().unwrap_or_else(|| s.id.clone());

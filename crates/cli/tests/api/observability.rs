@@ -195,9 +195,11 @@ async fn metrics_parse_as_prometheus_text_and_move_when_orders_flow() {
         "orderflow_queue_oldest_message_age_seconds{queue=\"orders\"}",
         "orderflow_stream_pending_records",
         "orderflow_orders_stored_total",
+        "orderflow_burst_absorbing",
     ] {
         assert!(before.contains_key(name), "{name} missing: {before:?}");
     }
+    assert_eq!(before["orderflow_burst_absorbing"], 0.0, "no burst yet");
 
     for _ in 0..3 {
         let response = app.post_order(&order(&unique_id("ord"))).await;

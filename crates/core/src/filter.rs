@@ -75,6 +75,13 @@ enum Node {
     Nested(Level),
 }
 
+/// What SNS's limits are checked against: the most keys in any way through the policy's
+/// `$or`s, and the combinations of values summed over those ways.
+struct Shape {
+    keys: usize,
+    combinations: u64,
+}
+
 /// The operator key that ORs objects.
 const OR: &str = "$or";
 
@@ -162,15 +169,18 @@ impl FilterPolicy {
             return Err(errors);
         }
         let policy = FilterPolicy { scope, root };
-        if policy.root.paths(MAX_PATHS).is_none() {
+        let Some(Shape {
+            keys: leaves,
+            combinations,
+        }) = policy.shape()
+        else {
             return Err(vec![error(
                 field,
                 format!(
                     "has more than {MAX_COMBINATIONS} combinations of values through its $or alternatives; at most {MAX_COMBINATIONS} are allowed"
                 ),
             )]);
-        }
-        let leaves = policy.leaf_count();
+        };
         if leaves > MAX_KEYS {
             errors.push(error(
                 field,
@@ -179,7 +189,6 @@ impl FilterPolicy {
                 ),
             ));
         }
-        let combinations = policy.combinations();
         if combinations > MAX_COMBINATIONS {
             errors.push(error(
                 field,
@@ -213,22 +222,25 @@ impl FilterPolicy {
     /// How many keys hold conditions (nested keys count once per leaf), in the alternative
     /// of the policy's `$or`s that has the most.
     pub fn leaf_count(&self) -> usize {
-        match self.root.paths(MAX_PATHS) {
-            Some(paths) => paths.iter().map(Vec::len).max().unwrap_or(0),
-            None => usize::MAX,
-        }
+        self.shape().map_or(usize::MAX, |s| s.keys)
     }
 
     /// The product of the number of conditions of every key, summed over the alternatives
     /// of the policy's `$or`s (saturating: `u64::MAX` when there are too many to count).
     pub fn combinations(&self) -> u64 {
-        match self.root.paths(MAX_PATHS) {
-            Some(paths) => paths
+        self.shape().map_or(u64::MAX, |s| s.combinations)
+    }
+
+    /// Both counts from one walk through the `$or`s; `None` past [`MAX_PATHS`] ways.
+    fn shape(&self) -> Option<Shape> {
+        let paths = self.root.paths(MAX_PATHS)?;
+        Some(Shape {
+            keys: paths.iter().map(Vec::len).max().unwrap_or(0),
+            combinations: paths
                 .iter()
                 .map(|p| p.iter().fold(1u64, |acc, n| acc.saturating_mul(*n as u64)))
                 .fold(0u64, u64::saturating_add),
-            None => u64::MAX,
-        }
+        })
     }
 
     /// Whether a message with this body and these attributes passes the policy.

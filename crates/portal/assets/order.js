@@ -135,6 +135,13 @@ function fieldElements() {
   return Array.from(form.querySelectorAll('[data-field]'));
 }
 
+/** The fields that fail the browser's own checks (type, required, min/max), as details. */
+function browserProblems() {
+  return fieldElements()
+    .filter((el) => typeof el.checkValidity === 'function' && !el.checkValidity())
+    .map((el) => ({ field: el.dataset.field, message: el.validationMessage }));
+}
+
 function clearErrors() {
   orderError.hidden = true;
   replaceChildren(byId('order-error-list'));
@@ -272,12 +279,26 @@ async function submit(event) {
       return;
     }
     const details = Array.isArray(response.data?.details) ? response.data.details : [];
-    if (response.status === 400 && details.length > 0) {
+    const fields = new Set(fieldElements().map((el) => el.dataset.field));
+    if (response.status === 400 && details.some((d) => fields.has(d.field))) {
       const n = details.length;
       showErrors(
         n === 1 ? '1 field needs attention' : `${n} fields need attention`,
         'The order was not accepted. Correct the fields below and place it again.',
         details,
+      );
+    } else if (response.status === 400) {
+      // API Gateway's validator (the AWS deployment) does not say which field broke the
+      // schema: mark the fields the browser itself finds wrong, and say so plainly.
+      const local = browserProblems();
+      const n = local.length;
+      showErrors(
+        n === 0 ? 'The order was not accepted' : n === 1 ? '1 field needs attention' : `${n} fields need attention`,
+        `${errorMessage(response, 'The server refused the order')}. ` +
+          (n === 0
+            ? 'Check every field (lengths, the e-mail address, the country code) and place it again.'
+            : 'The fields marked below look wrong; correct them and place the order again.'),
+        local,
       );
     } else if (response.status === 503 || response.status === 429) {
       showErrors(

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -272,6 +272,45 @@ test('an invalid order shows the API field errors next to the fields, and a netw
   await page.getByRole('button', { name: 'Place order' }).click();
   await page.getByTestId('order-success').filter({ hasText: orderId }).waitFor();
   await page.getByTestId('order-status').filter({ hasText: /^STORED$/ }).waitFor();
+  await context.close();
+});
+
+/**
+ * The body API Gateway sends for a gateway response of `type` in infra/template.yaml,
+ * rendered as API Gateway renders it: plain `$context` substitution, no VTL
+ * (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gatewayResponse-definition.html).
+ */
+async function awsGatewayResponse(type, message) {
+  const template = await readFile(path.join(ROOT, 'infra/template.yaml'), 'utf8');
+  const block = template.split(/\n(?=  [A-Za-z0-9]+:\n)/).find((b) => b.includes(`ResponseType: ${type}\n`));
+  const line = /application\/json: '(.*)'\n/.exec(block)[1].replaceAll("''", "'");
+  return line.replaceAll('$context.error.messageString', JSON.stringify(message));
+}
+
+test('on AWS, a schema error that names no field is a readable message and marks what the browser can check', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await newPage(context, 'aws schema error');
+  const body = await awsGatewayResponse('BAD_REQUEST_BODY', 'Invalid request body');
+  await page.route(`${baseUrl}/orders`, (route) =>
+    route.request().method() === 'POST'
+      ? route.fulfill({ status: 400, contentType: 'application/json', body })
+      : route.continue(),
+  );
+  await page.goto(`${baseUrl}/`);
+  await page.locator('input[name="customerId"]').fill('cust-44');
+  await page.locator('input[name="customerEmail"]').fill('not-an-email');
+  await fillItem(page, 0, { sku: 'BOOK-1', quantity: '1', unitPrice: '4.50' });
+  await page.getByRole('button', { name: 'Place order' }).click();
+
+  const summary = page.getByTestId('order-error');
+  await summary.waitFor({ state: 'visible' });
+  assert.match(await text(summary), /1 field needs attention/);
+  assert.match(await text(summary), /does not match the order schema/);
+  const emailError = page.locator('[data-error-for="customerEmail"]');
+  await emailError.waitFor({ state: 'visible' });
+  assert.ok((await text(emailError)).length > 0, 'the browser says what is wrong with the e-mail');
+  assert.equal(await page.locator('#customerEmail').getAttribute('aria-invalid'), 'true');
+  await screenshot(page, '05b-aws-schema-error');
   await context.close();
 });
 

@@ -62,8 +62,14 @@ class Util:
         return json.dumps(text)[1:-1].replace("'", "\\'").replace("/", "\\/")
 
 
-def render(template: str, body: str, params: dict | None = None, request_id: str = "req-1") -> tuple[str, dict]:
-    context = {"requestId": request_id, "responseOverride": {}}
+def render(
+    template: str,
+    body: str,
+    params: dict | None = None,
+    request_id: str = "req-1",
+    extended_request_id: str = "Ab1CdEfGhIjKlM=",
+) -> tuple[str, dict]:
+    context = {"requestId": request_id, "extendedRequestId": extended_request_id, "responseOverride": {}}
     out = airspeed.Template(template).merge({"input": Input(body, params), "util": Util(), "context": context})
     return out, context["responseOverride"]
 
@@ -78,6 +84,9 @@ def call(path: str, body: str, headers: dict) -> str:
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.read().decode()
 
+
+# The schema's orderID pattern.
+ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 ORDER = {
     "customerId": "cust-42",
@@ -95,8 +104,8 @@ class PostOrders(unittest.TestCase):
         ok = next(r for r in integration["IntegrationResponses"] if r["StatusCode"] == "202")
         cls.response = ok["ResponseTemplates"]["application/json"]
 
-    def form(self, body: dict, request_id: str = "req-1") -> dict:
-        out, _ = render(self.request, json.dumps(body), request_id=request_id)
+    def form(self, body: dict, request_id: str = "req-1", extended_request_id: str = "Ab1CdEfGhIjKlM=") -> dict:
+        out, _ = render(self.request, json.dumps(body), request_id=request_id, extended_request_id=extended_request_id)
         self.assertNotIn("\n", out, "the form body is one line")
         return urllib.parse.parse_qs(out, strict_parsing=True)
 
@@ -113,6 +122,47 @@ class PostOrders(unittest.TestCase):
         self.assertEqual(form["SendMessageBatchRequestEntry.1.Id"], [request_id])
         message = json.loads(form["SendMessageBatchRequestEntry.1.MessageBody"][0])
         self.assertEqual(message, dict(ORDER, orderID=request_id))
+
+    def test_a_request_id_the_client_set_cannot_inject_form_parameters_or_json(self):
+        # "$context.requestId: An ID for the request. Clients can override this request ID.
+        # Use $context.extendedRequestId for a unique request ID that API Gateway generates."
+        # https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-mapping-template-reference.html
+        hostile = [
+            "x&DelaySeconds=900",
+            'x","customerId":"someone-else',
+            "x&SendMessageBatchRequestEntry.1.DelaySeconds=900&Action=PurgeQueue",
+            "../../etc",
+            "a" * 65,
+            "",
+        ]
+        for request_id in hostile:
+            for extended in ("Ab1CdEfGhIjKlM=", "a+b/c=="):
+                form = self.form(ORDER, request_id=request_id, extended_request_id=extended)
+                self.assertEqual(
+                    set(form),
+                    {
+                        "Action",
+                        "SendMessageBatchRequestEntry.1.Id",
+                        "SendMessageBatchRequestEntry.1.MessageBody",
+                        "SendMessageBatchRequestEntry.1.MessageAttribute.1.Name",
+                        "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.DataType",
+                        "SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue",
+                    },
+                    f"request id {request_id!r} added or removed a form parameter",
+                )
+                self.assertEqual(form["Action"], ["SendMessageBatch"])
+                (order_id,) = form["SendMessageBatchRequestEntry.1.Id"]
+                self.assertRegex(order_id, ORDER_ID, f"request id {request_id!r}")
+                self.assertTrue(order_id.startswith("ag-"), f"{request_id!r} is not a valid orderID, so the server makes one")
+                message = json.loads(form["SendMessageBatchRequestEntry.1.MessageBody"][0])
+                self.assertEqual(message, dict(ORDER, orderID=order_id))
+                (attribute,) = form["SendMessageBatchRequestEntry.1.MessageAttribute.1.Value.StringValue"]
+                plain = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}", request_id)
+                self.assertEqual(attribute, request_id if plain else extended, "only a plain-token request id is kept")
+        # Two requests API Gateway told apart get two ids.
+        a = self.form(ORDER, request_id="x&y", extended_request_id="AAAA+BBB=")
+        b = self.form(ORDER, request_id="x&y", extended_request_id="AAAA/BBB=")
+        self.assertNotEqual(a["SendMessageBatchRequestEntry.1.Id"], b["SendMessageBatchRequestEntry.1.Id"])
 
     def test_the_request_id_travels_as_the_request_id_message_attribute(self):
         request_id = str(uuid.uuid4())
@@ -137,8 +187,14 @@ class PostOrders(unittest.TestCase):
         sqs = moto_client("sqs")
         name = f"POC-Queue-{uuid.uuid4().hex[:8]}"
         queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
-        for body, expected_id in [(dict(ORDER, orderID="ord-9"), "ord-9"), (ORDER, "req-42")]:
-            out, _ = render(self.request, json.dumps(body), request_id="req-42")
+        cases = [
+            (dict(ORDER, orderID="ord-9"), "req-42", "ord-9"),
+            (ORDER, "req-42", "req-42"),
+            # A client-set request id that tries to delay the message by 15 minutes.
+            (ORDER, "x&DelaySeconds=900", "ag-Ab1CdEfGhIjKlM"),
+        ]
+        for body, request_id, expected_id in cases:
+            out, _ = render(self.request, json.dumps(body), request_id=request_id)
             answer = call(
                 f"/{ACCOUNT}/{name}",
                 out,
@@ -151,7 +207,7 @@ class PostOrders(unittest.TestCase):
                 {"orderID": expected_id, "status": "ACCEPTED", "message": f"Order {expected_id} received"},
             )
             received = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
-            self.assertEqual(len(received), 1)
+            self.assertEqual(len(received), 1, f"the message is not delayed ({request_id!r})")
             self.assertEqual(json.loads(received[0]["Body"]), dict(body, orderID=expected_id))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=received[0]["ReceiptHandle"])
 

@@ -11,21 +11,26 @@ use crate::support::runtime::{Function, Outcome};
 use crate::support::{Moto, moto_or_skip, sqs_event_fixture};
 
 /// The binaries cargo built for this test, or, with `ORDERFLOW_LAMBDA_BOOTSTRAPS` set to
-/// `cargo lambda build`'s output directory, the `bootstrap` files SAM would deploy.
-fn binary(name: &str, built: &str) -> String {
+/// `sam build`'s build directory, the `bootstrap` files SAM deploys (one directory per
+/// function, named by its logical id in infra/template.yaml).
+fn binary(logical_id: &str, built: &str) -> String {
     match std::env::var("ORDERFLOW_LAMBDA_BOOTSTRAPS") {
-        Ok(dir) if !dir.is_empty() => format!("{dir}/{name}/bootstrap"),
+        Ok(dir) if !dir.is_empty() => format!("{dir}/{logical_id}/bootstrap"),
         _ => built.to_owned(),
     }
 }
 
 fn store() -> String {
-    binary("store-orders", env!("CARGO_BIN_EXE_store-orders"))
+    binary("StoreOrdersFunction", env!("CARGO_BIN_EXE_store-orders"))
 }
 
 fn publish() -> String {
-    binary("publish-orders", env!("CARGO_BIN_EXE_publish-orders"))
+    binary(
+        "PublishOrdersFunction",
+        env!("CARGO_BIN_EXE_publish-orders"),
+    )
 }
+
 const BAD_RECORD: &str = "8f3c2a1e-6b5d-4e7f-9a0b-1c2d3e4f5a6b";
 
 fn with(moto: &Moto, extra: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -2,7 +2,8 @@
 
 CloudFormation cannot read a local file into AWS::ApiGateway::Model, so the schema is
 copied between the BEGIN/END markers; infra/tests/test_template.py fails when the copy
-and the file differ. Run: python3 infra/inline_schema.py
+and the file differ. A new model is a new API deployment, so this also renames the
+deployment (infra/api_deployment.py). Run: python3 infra/inline_schema.py
 """
 
 import json
@@ -34,5 +35,7 @@ def inlined(template: str, schema: dict) -> str:
 
 if __name__ == "__main__":
     schema = json.loads(SCHEMA.read_text())
-    TEMPLATE.write_text(inlined(TEMPLATE.read_text(), schema))
+    from api_deployment import renamed
+
+    TEMPLATE.write_text(renamed(inlined(TEMPLATE.read_text(), schema)))
     print(f"inlined {SCHEMA.relative_to(ROOT)} into {TEMPLATE.relative_to(ROOT)}")

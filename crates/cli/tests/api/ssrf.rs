@@ -354,3 +354,35 @@ async fn last_error_names_the_kind_of_failure_not_what_the_endpoint_or_the_netwo
         assert_eq!(reason, expected, "{endpoint}");
     }
 }
+
+#[tokio::test]
+async fn a_subscriptions_file_with_a_refused_endpoint_stops_the_start_naming_entry_and_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("subscriptions.toml");
+    std::fs::write(
+        &file,
+        "[[subscriptions]]\nname = \"metadata\"\nprotocol = \"http\"\nendpoint = \"http://169.254.169.254/latest/\"\n",
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    crate::helpers::hermetic(&mut cmd);
+    cmd.arg("serve")
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--subscriptions")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(SHORT, cmd.output())
+        .await
+        .expect("serve stops at once")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("metadata")
+            && stderr.contains("link-local")
+            && stderr.contains("--allow-endpoint-network"),
+        "{stderr}"
+    );
+}

@@ -282,6 +282,10 @@ async fn start_server(args: &BenchArgs, client: &reqwest::Client) -> Result<Serv
             "1000",
             "--sign-deliveries",
             if args.unsigned { "false" } else { "true" },
+            // The open-loop phases keep every late request on its own connection; the
+            // connection cap would turn an overload into refusals instead of measuring it.
+            "--max-connections",
+            "100000",
         ])
         .args(
             args.pipeline_nice

@@ -139,11 +139,13 @@ pub async fn send(
     url: &str,
     body: Option<String>,
 ) -> Result<(reqwest::StatusCode, String), BoxError> {
+    // The server takes every POST as JSON only, with or without a body (SECURITY.md).
+    let json = body.is_some() || method == reqwest::Method::POST;
     let mut request = client.request(method, url);
-    if let Some(body) = body {
+    if json {
         request = request
             .header("content-type", "application/json")
-            .body(body);
+            .body(body.unwrap_or_default());
     }
     let response = request
         .send()

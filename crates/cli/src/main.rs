@@ -5,6 +5,7 @@ mod chart;
 mod client;
 mod dlq;
 mod guard;
+mod network;
 mod observe;
 mod serve;
 mod subscriptions;
@@ -25,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole pipeline on this machine: API, queue, store, stream, topic.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Post orders to a running server: one JSON object, a JSON array, or JSON lines.
     Submit(client::SubmitArgs),
     /// Read stored orders from a running server.
@@ -50,7 +51,7 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Submit(args) => client::submit(args).await,
             Command::Orders(args) => client::orders(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -7,8 +7,6 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use std::future::IntoFuture;
-
 use clap::{Args, ValueEnum};
 use orderflow_embedded::{Engine, EngineConfig};
 use tracing_subscriber::EnvFilter;
@@ -83,6 +81,8 @@ pub struct ServeArgs {
     fanout: crate::subscriptions::FanoutArgs,
     #[command(flatten)]
     guard: crate::guard::GuardArgs,
+    #[command(flatten)]
+    network: crate::network::NetworkArgs,
     /// Log format on stderr.
     #[arg(
         long,
@@ -129,6 +129,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.burst.rate = args.burst_rate;
     config.burst.allowance = burst_allowance(args.burst_allowance, args.guard.max_queue_depth());
     config.fanout = args.fanout.config()?;
+    config.delivery.egress = args.network.egress(args.addr);
+    config.delivery.confirmation_max_attempts = args.network.confirmation_max_attempts();
+    let tls = args.network.tls()?;
 
     let api_key = args.guard.api_key()?;
     let engine = Engine::open(config)?;
@@ -137,14 +140,18 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     let local = listener.local_addr()?;
-    let url = format!("http://{local}");
+    let url = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
     let public_url = args.public_url.clone().unwrap_or_else(|| url.clone());
     engine.start(&public_url).await?;
 
     let protected = api_key.is_some();
     let state = orderflow_http::AppState::new(engine.clone())
         .with_api_key(api_key)
-        .with_limits(args.guard.limits());
+        .with_limits(args.guard.limits())
+        .with_allowed_hosts(
+            args.network
+                .allowed_hosts(local, args.public_url.as_deref()),
+        );
     let accepting = state.accepting.clone();
     let app = orderflow_http::router(state);
     tracing::info!(%url, data_dir = %args.data_dir.display(), api_key_required = protected, "orderflow is ready");
@@ -156,12 +163,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     let grace = Duration::from_millis(args.guard.shutdown_grace_ms);
     let limit = Duration::from_millis(args.guard.shutdown_timeout_ms);
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let server = tokio::spawn(orderflow_http::connections::serve(
+        listener,
+        app,
+        args.network.connection_limits(),
+        tls,
+        async move {
             shutdown_signal().await;
             // From here writes are answered 503 + Retry-After while the listener stays open
             // for the grace period; then in-flight requests finish and it closes.
@@ -172,15 +179,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
                 "shutting down: refusing new writes, finishing in-flight work"
             );
             tokio::time::sleep(grace).await;
-        })
-        .into_future(),
-    );
-    let server = async move {
-        server
-            .await
-            .map_err(|e| -> BoxError { e.into() })?
-            .map_err(BoxError::from)
-    };
+        },
+    ));
+    let server = async move { server.await.map_err(|e| -> BoxError { e.into() }) };
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => {

@@ -136,6 +136,14 @@ pub async fn apply_file(args: &FanoutArgs, engine: &Engine) -> Result<(), BoxErr
         .into_iter()
         .map(|r| r.validate(&rules).map_err(|_| "validated above"))
         .collect::<Result<Vec<_>, _>>()?;
+    // The operator wrote the file, but its webhooks go through the same address policy as
+    // every delivery: say so now rather than fail every delivery later.
+    for spec in &specs {
+        if let Err(e) = engine.egress().check_subscription(spec).await {
+            let name = spec.name.as_deref().unwrap_or_default();
+            return Err(format!("{}: {name}: {} {}", path.display(), e.field, e.message).into());
+        }
+    }
     let applied = engine
         .topic()
         .apply_file(specs)

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::db::now_ms;
+use crate::egress::EgressPolicy;
 use crate::fanout::Deliverers;
 use crate::topic::{DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, TOPIC_ARN};
 
@@ -28,7 +29,15 @@ pub struct DeliveryConfig {
     pub max_in_flight_per_subscription: usize,
     /// Sign envelopes as SNS does (SignatureVersion 2). Costs an RSA signature per delivery.
     pub sign: bool,
+    /// Attempts to deliver a subscription's confirmation request, whatever the subscriber's
+    /// own policy says: an unconfirmed endpoint is someone else's until it answers.
+    pub confirmation_max_attempts: u32,
+    /// Which addresses deliveries may connect to.
+    pub egress: Arc<EgressPolicy>,
 }
+
+/// See [`DeliveryConfig::confirmation_max_attempts`].
+pub const DEFAULT_CONFIRMATION_MAX_ATTEMPTS: u32 = 5;
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
@@ -41,6 +50,8 @@ impl Default for DeliveryConfig {
             max_in_flight: 64,
             max_in_flight_per_subscription: 16,
             sign: true,
+            confirmation_max_attempts: DEFAULT_CONFIRMATION_MAX_ATTEMPTS,
+            egress: Arc::new(EgressPolicy::default()),
         }
     }
 }
@@ -53,6 +64,13 @@ impl DeliveryConfig {
 
     /// The retry policy of one subscription: its own settings, else the server's.
     pub fn policy_for(&self, d: &DueDelivery) -> (u32, Duration, Duration) {
+        if d.kind == DeliveryKind::SubscriptionConfirmation {
+            return (
+                self.confirmation_max_attempts.min(self.max_attempts).max(1),
+                self.min_backoff,
+                self.max_backoff,
+            );
+        }
         let own = d.subscription.settings.delivery_policy.unwrap_or_default();
         let min = own
             .min_delay_ms

@@ -4,6 +4,7 @@
 pub mod burst;
 pub mod db;
 pub mod delivery;
+pub mod egress;
 pub mod fanout;
 pub mod pollers;
 pub mod preload;
@@ -294,6 +295,10 @@ impl Engine {
             .user_agent(concat!("orderflow/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
             .pool_max_idle_per_host(32)
+            // A 3xx is a failed delivery: following it would let an endpoint send the
+            // order (a 307 replays the POST) to an address the policy never checked.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(self.config.delivery.egress.resolver())
             .build()
             .map_err(EngineError::HttpClient)?;
         let mailer = match &self.config.fanout.smtp {
@@ -461,6 +466,11 @@ impl Engine {
     }
 
     /// The rules a new subscription is checked against; `trusted` for the operator's file.
+    /// Where deliveries may connect; subscriptions are checked against it too.
+    pub fn egress(&self) -> &egress::EgressPolicy {
+        &self.config.delivery.egress
+    }
+
     pub fn subscription_rules(&self, trusted: bool) -> fanout::spec::Validation {
         fanout::spec::Validation {
             email_enabled: self.config.fanout.smtp.is_some(),

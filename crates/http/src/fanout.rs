@@ -72,6 +72,9 @@ async fn create_subscription(
             ),
             details,
         })?;
+    if let Err(e) = state.engine.egress().check_subscription(&spec).await {
+        return Err(ApiError::invalid_field(&e.field, &e.message));
+    }
     let sub = match state.engine.topic().subscribe(spec, Source::Api).await {
         Ok(sub) => sub,
         Err(SubscribeError::Conflict(message)) => {

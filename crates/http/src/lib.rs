@@ -2,12 +2,15 @@
 //! plus the administration endpoints of the embedded engine.
 
 pub mod auth;
+pub mod connections;
+pub mod cross_site;
 mod dlq;
 mod error;
 mod fanout;
 pub mod limits;
 mod observe;
 pub mod openapi;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub api_key: Option<ApiKey>,
     pub limits: Arc<Limits>,
     gauges: Arc<limits::Gauges>,
+    /// The host names requests may address (DNS rebinding); see [`cross_site`].
+    pub allowed_hosts: Arc<cross_site::AllowedHosts>,
 }
 
 impl AppState {
@@ -53,7 +58,13 @@ impl AppState {
             api_key: None,
             limits: Arc::new(Limits::default()),
             gauges: Arc::default(),
+            allowed_hosts: Arc::new(cross_site::AllowedHosts::any()),
         }
+    }
+
+    pub fn with_allowed_hosts(mut self, hosts: cross_site::AllowedHosts) -> Self {
+        self.allowed_hosts = Arc::new(hosts);
+        self
     }
 
     pub fn with_api_key(mut self, key: Option<ApiKey>) -> Self {
@@ -96,9 +107,14 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(error::json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(cross_site::require_json_writes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cross_site::check_host,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -142,7 +158,7 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("No such route".into())
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

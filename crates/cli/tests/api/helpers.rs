@@ -42,6 +42,8 @@ pub struct AppOptions {
     pub log_filter: Option<String>,
     /// Any other `serve` flags, as written on the command line.
     pub extra_args: Vec<String>,
+    /// `--addr` (default `127.0.0.1:0`). On `0.0.0.0:0` the tests still talk to 127.0.0.1.
+    pub addr: Option<String>,
 }
 
 impl AppOptions {
@@ -198,7 +200,7 @@ impl TestApp {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderflow"));
         cmd.arg("serve")
             .arg("--addr")
-            .arg("127.0.0.1:0")
+            .arg(self.options.addr.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(self.options.args())
@@ -227,8 +229,8 @@ impl TestApp {
             None
         })
         .await;
-        let addr = match found {
-            Ok(Some(addr)) => addr,
+        let (scheme, addr) = match found {
+            Ok(Some(found)) => found,
             Ok(None) => {
                 let status = child.wait().await;
                 panic!(
@@ -249,7 +251,7 @@ impl TestApp {
         // Keep reading stdout so a chatty server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.addr = addr;
-        self.url = format!("http://{addr}");
+        self.url = format!("{scheme}://{addr}");
         self.child = Some(child);
     }
 
@@ -751,12 +753,21 @@ pub fn encode_path_segment(raw: &str) -> String {
     out
 }
 
-/// `listening on http://127.0.0.1:PORT` anywhere in the line, possibly followed by a path.
-fn parse_listening_line(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("listening on http://").nth(1)?;
+/// `listening on http://127.0.0.1:PORT` (or `https://`) anywhere in the line, possibly
+/// followed by a path: the scheme and the address to connect to (127.0.0.1 for a server
+/// listening on every interface).
+fn parse_listening_line(line: &str) -> Option<(&'static str, SocketAddr)> {
+    let (scheme, rest) = match line.split("listening on http://").nth(1) {
+        Some(rest) => ("http", rest),
+        None => ("https", line.split("listening on https://").nth(1)?),
+    };
     let authority: String = rest
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != '/')
         .collect();
-    authority.parse().ok()
+    let mut addr: SocketAddr = authority.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    Some((scheme, addr))
 }

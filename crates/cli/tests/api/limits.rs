@@ -36,12 +36,11 @@ async fn a_request_whose_body_never_arrives_gets_408_after_the_request_timeout()
     let app =
         spawn_app_with(AppOptions::default().with_args(&["--request-timeout-ms", "500"])).await;
     let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    socket
-        .write_all(
-            b"POST /orders HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"customerId\":",
-        )
-        .await
-        .unwrap();
+    let head = format!(
+        "POST /orders HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"customerId\":",
+        app.addr
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
     let mut answer = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))

@@ -91,6 +91,10 @@ pub async fn deliver(
     let message = d.message.as_ref();
     match sub.protocol {
         Protocol::Http | Protocol::Https => {
+            config
+                .egress
+                .check_literal(&sub.endpoint)
+                .map_err(|e| e.to_string())?;
             let mut request = x
                 .http
                 .post(&sub.endpoint)
@@ -110,8 +114,17 @@ pub async fn deliver(
             };
             match request.body(body).send().await {
                 Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) if resp.status().is_redirection() => Err(format!(
+                    "endpoint answered HTTP {} (redirects are not followed)",
+                    resp.status().as_u16()
+                )),
                 Ok(resp) => Err(format!("endpoint answered HTTP {}", resp.status().as_u16())),
-                Err(e) => Err(orderflow_core::error_chain(&e)),
+                Err(e) => {
+                    // The full chain goes to the log only: what an endpoint or the network
+                    // said must not reach anyone who can read the subscription's lastError.
+                    tracing::info!(error = %orderflow_core::error_chain(&e), "delivery request failed");
+                    Err(request_failure(&e))
+                }
             }
         }
         Protocol::Email => {
@@ -165,5 +178,25 @@ pub async fn deliver(
             };
             x.logs.write(&sub.endpoint, line).await
         }
+    }
+}
+
+/// What a failed request is called where others can read it: its class, never the text an
+/// endpoint or a resolver returned (that could map internal ports and services).
+fn request_failure(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(inner) = source {
+        if let Some(refused) = inner.downcast_ref::<crate::egress::Refused>() {
+            return refused.to_string();
+        }
+        source = inner.source();
+    }
+    if e.is_timeout() {
+        "the request timed out".into()
+    } else if e.is_connect() {
+        "could not connect to the endpoint".into()
+    } else {
+        "the request failed before an answer arrived".into()
     }
 }

@@ -24,8 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    // Boxed: its many flags make it far larger than the other commands.
     /// Run the whole pipeline on this machine: API, queue, store, stream, topic.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Post orders to a running server: one JSON object, a JSON array, or JSON lines.
     Submit(client::SubmitArgs),
     /// Read stored orders from a running server.
@@ -50,7 +51,7 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Submit(args) => client::submit(args).await,
             Command::Orders(args) => client::orders(args).await,
             Command::Bench(args) => bench::run(args).await,

@@ -129,8 +129,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.burst.rate = args.burst_rate;
     config.burst.allowance = burst_allowance(args.burst_allowance, args.guard.max_queue_depth());
     config.fanout = args.fanout.config()?;
+    config.admission = args.guard.admission();
 
     let api_key = args.guard.api_key()?;
+    let read_api_key = args.guard.read_api_key()?;
     let engine = Engine::open(config)?;
     crate::subscriptions::apply_file(&args.fanout, &engine).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -144,6 +146,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     let protected = api_key.is_some();
     let state = orderflow_http::AppState::new(engine.clone())
         .with_api_key(api_key)
+        .with_read_api_key(read_api_key)
+        .with_metrics_open(args.guard.metrics_open)
         .with_limits(args.guard.limits());
     let accepting = state.accepting.clone();
     let app = orderflow_http::router(state);

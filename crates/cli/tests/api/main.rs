@@ -24,4 +24,6 @@ mod recovery;
 mod shutdown;
 mod signing;
 mod subscriber;
+mod subscription_flood;
 mod subscriptions;
+mod unsubscribe;

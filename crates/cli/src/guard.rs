@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use orderflow_embedded::fanout::admission::AdmissionLimits;
 use orderflow_http::{ApiKey, Limits, RateLimit};
 
 use crate::BoxError;
@@ -20,6 +21,30 @@ pub struct GuardArgs {
     /// write it there, readable by its owner only.
     #[arg(long, env = "ORDERFLOW_API_KEY_FILE", conflicts_with = "api_key")]
     api_key_file: Option<PathBuf>,
+    /// A second, read-only key for dashboards and scrapers: it reads orders, traces, stats,
+    /// metrics and subscriptions, and changes nothing. Needs --api-key (or its file).
+    #[arg(long, env = "ORDERFLOW_READ_API_KEY", hide_env_values = true)]
+    read_api_key: Option<String>,
+    /// Read the read-only key from this file; if it does not exist, generate one and write it
+    /// there, readable by its owner only.
+    #[arg(
+        long,
+        env = "ORDERFLOW_READ_API_KEY_FILE",
+        conflicts_with = "read_api_key"
+    )]
+    read_api_key_file: Option<PathBuf>,
+    /// Serve `GET /metrics` without a key, for a scraper on a network you trust. Subscription
+    /// labels then show only names (or a digest), never ids or ARNs.
+    #[arg(long, env = "ORDERFLOW_METRICS_OPEN", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_open: bool,
+    /// Most subscriptions the API accepts (`403` beyond); each multiplies the work per order.
+    /// The --subscriptions file is the operator's and is not counted against it.
+    #[arg(long, env = "ORDERFLOW_MAX_SUBSCRIPTIONS", default_value_t = orderflow_embedded::fanout::admission::DEFAULT_MAX_SUBSCRIPTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_subscriptions: u32,
+    /// Confirmation requests (mails, webhook calls) one endpoint may be sent per hour
+    /// (`429` beyond), so the API cannot be used to flood someone's mailbox.
+    #[arg(long, env = "ORDERFLOW_MAX_CONFIRMATIONS_PER_ENDPOINT", default_value_t = orderflow_embedded::fanout::admission::DEFAULT_CONFIRMATIONS_PER_ENDPOINT as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_confirmations_per_endpoint: u32,
     /// Refuse new orders with `503` while this many messages are queued (visible or in flight).
     #[arg(long, env = "ORDERFLOW_MAX_QUEUE_DEPTH", value_parser = clap::value_parser!(u64).range(1..))]
     max_queue_depth: Option<u64>,
@@ -55,6 +80,36 @@ impl GuardArgs {
         Ok(Some(
             ApiKey::new(key.trim()).map_err(|e| format!("--api-key: {e}"))?,
         ))
+    }
+
+    /// The read-only key, which only means something beside the API key.
+    pub fn read_api_key(&self) -> Result<Option<ApiKey>, BoxError> {
+        let key = match (&self.read_api_key, &self.read_api_key_file) {
+            (Some(key), _) => key.trim().to_owned(),
+            (None, Some(path)) => read_or_create_key_file(path)?,
+            (None, None) => return Ok(None),
+        };
+        if self.api_key.is_none() && self.api_key_file.is_none() {
+            return Err("--read-api-key needs --api-key (or --api-key-file): without the API key every read is open anyway".into());
+        }
+        let write = match (&self.api_key, &self.api_key_file) {
+            (Some(k), _) => k.trim().to_owned(),
+            (None, Some(path)) => read_or_create_key_file(path)?,
+            (None, None) => String::new(),
+        };
+        if key == write {
+            return Err("--read-api-key must differ from --api-key".into());
+        }
+        Ok(Some(
+            ApiKey::new(&key).map_err(|e| format!("--read-api-key: {e}"))?,
+        ))
+    }
+
+    pub fn admission(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            max_subscriptions: self.max_subscriptions as usize,
+            confirmations_per_endpoint: self.max_confirmations_per_endpoint as usize,
+        }
     }
 
     pub fn max_queue_depth(&self) -> Option<u64> {

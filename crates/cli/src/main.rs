@@ -25,6 +25,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    // Boxed: its many flags make it far larger than the other commands.
     /// Run the whole pipeline on this machine: API, queue, store, stream, topic.
     Serve(Box<serve::ServeArgs>),
     /// Post orders to a running server: one JSON object, a JSON array, or JSON lines.

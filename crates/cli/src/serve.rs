@@ -132,8 +132,10 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.egress = args.network.egress(args.addr);
     config.delivery.confirmation_max_attempts = args.network.confirmation_max_attempts();
     let tls = args.network.tls()?;
+    config.admission = args.guard.admission();
 
     let api_key = args.guard.api_key()?;
+    let read_api_key = args.guard.read_api_key()?;
     let engine = Engine::open(config)?;
     crate::subscriptions::apply_file(&args.fanout, &engine).await?;
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -147,6 +149,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     let protected = api_key.is_some();
     let state = orderflow_http::AppState::new(engine.clone())
         .with_api_key(api_key)
+        .with_read_api_key(read_api_key)
+        .with_metrics_open(args.guard.metrics_open)
         .with_limits(args.guard.limits())
         .with_allowed_hosts(
             args.network

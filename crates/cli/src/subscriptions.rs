@@ -227,6 +227,10 @@ struct AddArgs {
     /// Deliver the message alone, without the SNS envelope.
     #[arg(long)]
     raw: bool,
+    /// Only the API key removes this subscription: its UnsubscribeURL alone is refused
+    /// (SNS's AuthenticateOnUnsubscribe).
+    #[arg(long)]
+    authenticate_on_unsubscribe: bool,
     /// Attempts before a delivery goes to the subscription's dead-letter store.
     #[arg(long)]
     max_attempts: Option<u32>,
@@ -346,6 +350,7 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
                 delivery_policy,
                 visibility_timeout_seconds: add.visibility_timeout_seconds,
                 max_receive_count: add.max_receive_count,
+                authenticate_on_unsubscribe: add.authenticate_on_unsubscribe.then_some(true),
             };
             let (status, body) = server
                 .call(
@@ -354,7 +359,8 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
                     Some(serde_json::to_value(&request)?),
                 )
                 .await?;
-            if status != reqwest::StatusCode::CREATED {
+            // 200: the same subscription existed already (SNS's Subscribe is idempotent).
+            if !status.is_success() {
                 return Ok(failure(status, &body));
             }
             if add.json {

@@ -42,6 +42,21 @@ pub enum DbError {
 
 type Completion = Box<dyn FnOnce(Option<&Arc<rusqlite::Error>>) + Send>;
 
+/// Sets the connection's `synchronous` mode: FULL (`true`) or NORMAL. A parameter of the
+/// writer so a test can make it fail, which no outside action provokes reliably.
+type SetSynchronous = fn(&Connection, bool) -> rusqlite::Result<()>;
+
+fn set_synchronous(conn: &Connection, full: bool) -> rusqlite::Result<()> {
+    run_cached(
+        conn,
+        if full {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        },
+    )
+}
+
 struct Job {
     synced: bool,
     run: Box<dyn FnOnce(&Connection) -> Completion + Send>,
@@ -76,6 +91,14 @@ impl Db {
         path: &Path,
         migrate: impl FnOnce(&Connection) -> rusqlite::Result<()>,
     ) -> Result<Arc<Db>, DbError> {
+        Db::open_with(path, migrate, set_synchronous)
+    }
+
+    fn open_with(
+        path: &Path,
+        migrate: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+        set_synchronous: SetSynchronous,
+    ) -> Result<Arc<Db>, DbError> {
         let conn = open_connection(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -107,7 +130,7 @@ impl Db {
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("orderflow-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, set_synchronous))
             .expect("spawn writer thread");
         Ok(Arc::new(Db {
             path: path.to_owned(),
@@ -250,7 +273,7 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
     }
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>, set_synchronous: SetSynchronous) {
     let mut synchronous_full = true;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
@@ -266,7 +289,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
         let (synced, relaxed): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.synced);
         for (group, full) in [(relaxed, false), (synced, true)] {
             if !group.is_empty() {
-                commit_group(&conn, group, full, &mut synchronous_full);
+                commit_group(&conn, group, full, &mut synchronous_full, set_synchronous);
             }
         }
     }
@@ -275,27 +298,31 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
 }
 
 /// Runs `group` in one transaction and answers every job once the commit is done.
-fn commit_group(conn: &Connection, group: Vec<Job>, full: bool, synchronous_full: &mut bool) {
+fn commit_group(
+    conn: &Connection,
+    group: Vec<Job>,
+    full: bool,
+    synchronous_full: &mut bool,
+    set_synchronous: SetSynchronous,
+) {
     // FULL makes this COMMIT fsync the WAL; NORMAL leaves it to the OS.
     if full != *synchronous_full {
-        let pragma = if full {
-            "PRAGMA synchronous = FULL"
-        } else {
-            "PRAGMA synchronous = NORMAL"
-        };
-        match run_cached(conn, pragma) {
+        match set_synchronous(conn, full) {
             Ok(()) => *synchronous_full = full,
-            Err(e) => tracing::error!(error = %e, "could not change synchronous mode"),
+            // A synced job is answered as fsync'd (a 202); without FULL its commit might
+            // not be, so the whole group fails instead and its callers answer 503.
+            Err(e) if full => {
+                tracing::error!(error = %e, "could not switch to synchronous=FULL; failing the synced group");
+                refuse_group(conn, group, Arc::new(e));
+                return;
+            }
+            // A relaxed group committed under FULL is only slower.
+            Err(e) => tracing::warn!(error = %e, "could not switch to synchronous=NORMAL"),
         }
     }
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
-        let e = Arc::new(e);
         tracing::error!(error = %e, "could not begin a transaction");
-        // Each job still runs so it can answer; nothing of it is kept.
-        let completions: Vec<Completion> = group.into_iter().map(|job| (job.run)(conn)).collect();
-        for c in completions {
-            c(Some(&e));
-        }
+        refuse_group(conn, group, Arc::new(e));
         return;
     }
     let completions: Vec<Completion> = group.into_iter().map(|job| (job.run)(conn)).collect();
@@ -306,6 +333,20 @@ fn commit_group(conn: &Connection, group: Vec<Job>, full: bool, synchronous_full
     }
     for c in completions {
         c(commit_error.as_ref());
+    }
+}
+
+/// Answers every job of `group` with `error`. Each job still runs so it can answer, inside
+/// a savepoint that is rolled back, so nothing of it is kept.
+fn refuse_group(conn: &Connection, group: Vec<Job>, error: Arc<rusqlite::Error>) {
+    let began = run_cached(conn, "SAVEPOINT refused").is_ok();
+    let completions: Vec<Completion> = group.into_iter().map(|job| (job.run)(conn)).collect();
+    if began {
+        let _ = run_cached(conn, "ROLLBACK TO refused");
+        let _ = run_cached(conn, "RELEASE refused");
+    }
+    for c in completions {
+        c(Some(&error));
     }
 }
 
@@ -380,6 +421,55 @@ mod tests {
         assert_eq!(db.write_relaxed(mode).await.unwrap(), 1, "NORMAL");
         assert_eq!(db.write(mode).await.unwrap(), 2, "FULL");
         assert_eq!(db.write_relaxed(mode).await.unwrap(), 1, "NORMAL again");
+    }
+
+    #[tokio::test]
+    async fn a_synced_group_fails_and_keeps_nothing_when_synchronous_full_cannot_be_set() {
+        // The seam: a writer whose switch to FULL fails (SQLite can refuse a pragma, e.g.
+        // SQLITE_BUSY or SQLITE_NOMEM; nothing from outside provokes that reliably).
+        fn refuse_full(conn: &Connection, full: bool) -> rusqlite::Result<()> {
+            if full {
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("synchronous=FULL refused by the test".into()),
+                ))
+            } else {
+                set_synchronous(conn, full)
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_with(
+            &dir.path().join("t.db"),
+            |c| c.execute_batch("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)"),
+            refuse_full,
+        )
+        .unwrap();
+        // A relaxed write switches to NORMAL, so the next synced group must switch back.
+        db.write_relaxed(|c| Ok(c.execute("INSERT INTO t (k) VALUES ('relaxed')", [])?))
+            .await
+            .unwrap();
+        let synced = db
+            .write(|c| Ok(c.execute("INSERT INTO t (k) VALUES ('synced')", [])?))
+            .await;
+        assert!(matches!(synced, Err(DbError::Commit(_))), "{synced:?}");
+        let keys: Vec<String> = db
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT k FROM t ORDER BY k")?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            vec!["relaxed".to_owned()],
+            "the failed group kept nothing"
+        );
+        db.write_relaxed(|c| Ok(c.execute("INSERT INTO t (k) VALUES ('after')", [])?))
+            .await
+            .expect("the writer goes on");
     }
 
     #[tokio::test]

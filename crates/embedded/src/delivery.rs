@@ -14,7 +14,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use crate::db::now_ms;
 use crate::egress::EgressPolicy;
 use crate::fanout::Deliverers;
-use crate::topic::{DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, TOPIC_ARN};
+use crate::topic::{
+    DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, Subscription, TOPIC_ARN,
+};
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -119,11 +121,14 @@ pub fn subscribe_url(public_url: &str, token: &str) -> String {
     )
 }
 
-pub fn unsubscribe_url(public_url: &str, subscription_arn: &str) -> String {
+/// The subscription's `UnsubscribeURL`: its ARN and its unsubscribe token, without which
+/// the link removes nothing.
+pub fn unsubscribe_url(public_url: &str, sub: &Subscription) -> String {
     format!(
-        "{}/subscriptions/unsubscribe?Action=Unsubscribe&SubscriptionArn={}",
+        "{}/subscriptions/unsubscribe?Action=Unsubscribe&SubscriptionArn={}&Token={}",
         public_url.trim_end_matches('/'),
-        query_escape(subscription_arn)
+        query_escape(&sub.subscription_arn),
+        crate::fanout::tokens::unsubscribe_token(&sub.token)
     )
 }
 
@@ -163,7 +168,7 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
                 "Subject": m.map(|m| m.subject.as_str()),
                 "Message": m.map(|m| m.message.as_str()),
                 "Timestamp": timestamp(m.map_or(d.created_at, |m| m.published_at)),
-                "UnsubscribeURL": unsubscribe_url(public_url, &d.subscription.subscription_arn),
+                "UnsubscribeURL": unsubscribe_url(public_url, &d.subscription),
                 "MessageAttributes": attributes,
             })
         }

@@ -8,6 +8,7 @@ pub mod egress;
 pub mod fanout;
 pub mod pollers;
 pub mod preload;
+pub mod private;
 pub mod queue;
 pub mod redrive;
 pub mod schema;
@@ -50,6 +51,8 @@ pub struct EngineConfig {
     pub stream: StreamPollerConfig,
     pub delivery: DeliveryConfig,
     pub fanout: FanoutConfig,
+    /// Limits on subscriptions made over the API.
+    pub admission: fanout::admission::AdmissionLimits,
     /// How many steps lower (Unix `nice`, 0-19) the pipeline's threads run than the
     /// process: the API accepts a burst at full speed and the pipeline drains it with what
     /// is left, as SQS lets a Lambda consumer fall behind. 0 runs both alike.
@@ -68,6 +71,7 @@ impl EngineConfig {
             stream: StreamPollerConfig::default(),
             delivery: DeliveryConfig::default(),
             fanout: FanoutConfig::default(),
+            admission: fanout::admission::AdmissionLimits::default(),
             pipeline_nice: DEFAULT_PIPELINE_NICE,
             burst: BurstConfig::default(),
         }
@@ -118,6 +122,14 @@ fn set_thread_nice(nice: Option<i32>) {
 pub enum EngineError {
     #[error("cannot create the data directory {path}")]
     DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot make the data directory {path} private to its owner; orderflow does not start on a directory others can read (chmod -R go-rwx it, as its owner)"
+    )]
+    NotPrivate {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -174,6 +186,7 @@ pub struct Engine {
     stream: Arc<Stream>,
     topic: Arc<SqliteTopic>,
     pull_queues: Arc<fanout::pull::PullQueues>,
+    admission: fanout::admission::Admission,
     /// Created (or loaded) at start; serves `SigningCertURL`.
     signer: Arc<OnceLock<Arc<fanout::signing::Signer>>>,
     /// When the pipeline steps aside for a burst; shared by its stages.
@@ -221,6 +234,10 @@ impl Engine {
             path: config.data_dir.clone(),
             source,
         })?;
+        private::make_private(&config.data_dir).map_err(|source| EngineError::NotPrivate {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let lock_path = config.data_dir.join("orderflow.lock");
         let lock = private_file_options()
             .truncate(false)
@@ -263,6 +280,7 @@ impl Engine {
         let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));
         let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)));
         let pull_queues = Arc::new(fanout::pull::PullQueues::new(Arc::clone(&db)));
+        let admission = fanout::admission::Admission::new(config.admission);
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Engine {
             config,
@@ -272,6 +290,7 @@ impl Engine {
             stream,
             topic,
             pull_queues,
+            admission,
             signer: Arc::new(OnceLock::new()),
             burst,
             shutdown,
@@ -451,6 +470,15 @@ impl Engine {
     }
 
     /// The pull queues of `queue` subscriptions.
+    /// Subscribes for the API: an identical subscription is returned as it is, within the
+    /// limits on subscriptions and confirmation requests.
+    pub async fn subscribe(
+        &self,
+        spec: fanout::spec::SubscriptionSpec,
+    ) -> Result<fanout::admission::Admitted, fanout::admission::AdmissionError> {
+        self.admission.subscribe(&self.topic, spec).await
+    }
+
     pub fn pull_queues(&self) -> &Arc<fanout::pull::PullQueues> {
         &self.pull_queues
     }

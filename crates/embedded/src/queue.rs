@@ -280,18 +280,21 @@ impl Queue {
         Ok(received)
     }
 
-    /// Deletes received messages by receipt handle; a stale handle deletes nothing.
+    /// Deletes received messages by receipt handle; a stale handle, or one of another
+    /// queue's messages, deletes nothing (as SQS scopes a receipt handle to its queue).
     pub async fn delete(&self, receipt_handles: Vec<String>) -> Result<usize, DbError> {
         if receipt_handles.is_empty() {
             return Ok(0);
         }
+        let queue = self.config.name.clone();
         self.db
             .write_relaxed(move |c| {
-                let mut stmt =
-                    c.prepare_cached("DELETE FROM queue_messages WHERE receipt_handle = ?1")?;
+                let mut stmt = c.prepare_cached(
+                    "DELETE FROM queue_messages WHERE receipt_handle = ?1 AND queue = ?2",
+                )?;
                 let mut n = 0;
                 for h in &receipt_handles {
-                    n += stmt.execute(params![h])?;
+                    n += stmt.execute(params![h, queue])?;
                 }
                 Ok(n)
             })
@@ -304,12 +307,13 @@ impl Queue {
         receipt_handle: String,
         error: String,
     ) -> Result<(), DbError> {
+        let queue = self.config.name.clone();
         self.db
             .write_relaxed(move |c| {
                 c.prepare_cached(
-                    "UPDATE queue_messages SET last_error = ?2 WHERE receipt_handle = ?1",
+                    "UPDATE queue_messages SET last_error = ?2 WHERE receipt_handle = ?1 AND queue = ?3",
                 )?
-                .execute(params![receipt_handle, error])?;
+                .execute(params![receipt_handle, error, queue])?;
                 Ok(())
             })
             .await
@@ -317,14 +321,15 @@ impl Queue {
 
     /// Makes in-flight messages visible at once (used on shutdown instead of waiting out the timeout).
     pub async fn release(&self, receipt_handles: Vec<String>) -> Result<(), DbError> {
+        let queue = self.config.name.clone();
         self.db
             .write_relaxed(move |c| {
                 let now = now_ms();
                 let mut stmt = c.prepare_cached(
-                    "UPDATE queue_messages SET visible_at = ?2 WHERE receipt_handle = ?1",
+                    "UPDATE queue_messages SET visible_at = ?2 WHERE receipt_handle = ?1 AND queue = ?3",
                 )?;
                 for h in &receipt_handles {
-                    stmt.execute(params![h, now])?;
+                    stmt.execute(params![h, now, queue])?;
                 }
                 Ok(())
             })

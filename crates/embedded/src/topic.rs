@@ -222,8 +222,8 @@ type PolicyCache = Arc<Mutex<HashMap<String, Option<Arc<FilterPolicy>>>>>;
 
 #[derive(Debug)]
 pub struct SqliteTopic {
-    db: Arc<Db>,
-    delivery_notify: Arc<Notify>,
+    pub(crate) db: Arc<Db>,
+    pub(crate) delivery_notify: Arc<Notify>,
     policies: PolicyCache,
 }
 
@@ -233,9 +233,12 @@ fn fmt_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-const SUBSCRIPTION_COLUMNS: &str = "s.id, s.arn, s.protocol, s.endpoint, s.status, s.token, s.created_at, s.confirmed_at, s.name, s.settings, s.source";
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = "s.id, s.arn, s.protocol, s.endpoint, s.status, s.token, s.created_at, s.confirmed_at, s.name, s.settings, s.source";
 
-fn subscription_from_row(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<Subscription> {
+pub(crate) fn subscription_from_row(
+    r: &rusqlite::Row<'_>,
+    offset: usize,
+) -> rusqlite::Result<Subscription> {
     let protocol: String = r.get(offset + 2)?;
     let status: String = r.get(offset + 4)?;
     let confirmed: Option<i64> = r.get(offset + 7)?;
@@ -257,16 +260,8 @@ fn subscription_from_row(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Resu
     })
 }
 
-fn new_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 /// Inserts a subscription (and, if it must confirm, its confirmation request).
-fn insert_subscription(
+pub(crate) fn insert_subscription(
     c: &rusqlite::Connection,
     spec: &SubscriptionSpec,
     source: Source,
@@ -304,7 +299,7 @@ fn insert_subscription(
     }
     let id = uuid::Uuid::new_v4().to_string();
     let arn = format!("{TOPIC_ARN}:{id}");
-    let token = new_token();
+    let token = crate::fanout::tokens::new_token();
     let now = now_ms();
     let confirmed = !spec.protocol.needs_confirmation();
     let status = if confirmed {
@@ -356,7 +351,10 @@ fn insert_subscription(
 }
 
 /// Deletes a subscription, its deliveries and, for a queue, its pull queue and DLQ.
-fn delete_subscription(c: &rusqlite::Connection, id_or_arn: &str) -> Result<bool, DbError> {
+pub(crate) fn delete_subscription(
+    c: &rusqlite::Connection,
+    id_or_arn: &str,
+) -> Result<bool, DbError> {
     let found: Option<(String, String)> = c
         .query_row(
             "SELECT protocol, endpoint FROM subscriptions WHERE id = ?1 OR arn = ?1",
@@ -566,25 +564,44 @@ impl SqliteTopic {
         Ok(applied)
     }
 
-    /// Confirms the subscription the token was sent to; `None` for an unknown token.
-    pub async fn confirm(&self, token: String) -> Result<Option<Subscription>, DbError> {
+    /// Confirms the subscription the token was sent to; `None` for an unknown token or one
+    /// issued more than three days ago. `authenticate_on_unsubscribe` sets SNS's flag of
+    /// that name: from then on only the API key removes the subscription.
+    pub async fn confirm(
+        &self,
+        token: String,
+        authenticate_on_unsubscribe: bool,
+    ) -> Result<Option<Subscription>, DbError> {
+        self.confirm_at(token, authenticate_on_unsubscribe, now_ms())
+            .await
+    }
+
+    async fn confirm_at(
+        &self,
+        token: String,
+        authenticate_on_unsubscribe: bool,
+        now: i64,
+    ) -> Result<Option<Subscription>, DbError> {
+        let issued_after = now - crate::fanout::tokens::CONFIRMATION_TOKEN_LIFETIME_MS;
         self.db
             .write(move |c| {
                 c.execute(
-                    "UPDATE subscriptions SET status = 'Confirmed', confirmed_at = coalesce(confirmed_at, ?2)
-                     WHERE token = ?1",
-                    params![token, now_ms()],
+                    "UPDATE subscriptions SET status = 'Confirmed', confirmed_at = coalesce(confirmed_at, ?2),
+                         settings = CASE WHEN ?4 THEN json_set(settings, '$.authenticateOnUnsubscribe', json('true'))
+                                    ELSE settings END
+                     WHERE token = ?1 AND created_at > ?3",
+                    params![token, now, issued_after, authenticate_on_unsubscribe],
                 )?;
                 // The handshake is done; an unsent confirmation request is moot.
                 c.execute(
                     "UPDATE deliveries SET state = 'delivered', delivered_at = ?2
                      WHERE kind = 'SubscriptionConfirmation' AND state = 'pending'
-                       AND subscription_id = (SELECT id FROM subscriptions WHERE token = ?1)",
-                    params![token, now_ms()],
+                       AND subscription_id = (SELECT id FROM subscriptions WHERE token = ?1 AND created_at > ?3)",
+                    params![token, now, issued_after],
                 )?;
                 Ok(c.query_row(
-                    &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE token = ?1"),
-                    params![token],
+                    &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE token = ?1 AND created_at > ?2"),
+                    params![token, issued_after],
                     |r| subscription_from_row(r, 0),
                 )
                 .optional()?)
@@ -1316,6 +1333,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_confirmation_token_expires_after_three_days_and_can_ask_for_authenticated_unsubscribes()
+     {
+        use crate::fanout::tokens::CONFIRMATION_TOKEN_LIFETIME_MS;
+        let dir = tempfile::tempdir().unwrap();
+        let t = topic(&dir);
+        let late = t
+            .subscribe(http_spec("http://127.0.0.1:1/late"), Source::Api)
+            .await
+            .unwrap();
+        let in_time = t
+            .subscribe(http_spec("http://127.0.0.1:1/in-time"), Source::Api)
+            .await
+            .unwrap();
+        let later = now_ms() + CONFIRMATION_TOKEN_LIFETIME_MS + 1;
+        assert!(
+            t.confirm_at(late.token.clone(), false, later)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let late = t.get(late.id).await.unwrap().unwrap();
+        assert_eq!(late.status, SubscriptionStatus::PendingConfirmation);
+
+        let confirmed = t
+            .confirm(in_time.token.clone(), true)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(confirmed.status, SubscriptionStatus::Confirmed);
+        assert!(confirmed.settings.authenticate_on_unsubscribe);
+    }
+
+    #[tokio::test]
     async fn sqlite_topic_conforms() {
         let dir = tempfile::tempdir().unwrap();
         orderflow_core::conformance::topic(&topic(&dir)).await;
@@ -1333,9 +1383,13 @@ mod tests {
             .subscribe(http_spec("http://127.0.0.1:1/b"), Source::Api)
             .await
             .unwrap();
-        let c = t.confirm(confirmed.token.clone()).await.unwrap().unwrap();
+        let c = t
+            .confirm(confirmed.token.clone(), false)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(c.status, SubscriptionStatus::Confirmed);
-        assert!(t.confirm("nope".into()).await.unwrap().is_none());
+        assert!(t.confirm("nope".into(), false).await.unwrap().is_none());
 
         let p = Publication {
             dedup_id: "rec-1".into(),

@@ -1,5 +1,6 @@
-//! API-key access control: with a key configured, every write and every subscription and
-//! dead-letter endpoint requires it; reads of orders, stats and health stay open.
+//! API-key access control: with a key configured, every write requires it and every read
+//! of data requires it or the read-only key; health, the portal's files, the signing
+//! certificate, the API documents and the token-bearing subscriber links stay open.
 
 use std::fmt;
 
@@ -77,27 +78,56 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| rest.trim_ascii())
 }
 
-/// Whether a request needs the key: every write, and every read of subscriptions and dead
-/// letters (pull-queue subscriptions under `/queues` included). The confirmation and unsubscribe links stay open: subscribers follow them
-/// without our key, and each carries its own unguessable token or ARN, as on SNS.
-pub fn requires_key(method: &Method, path: &str) -> bool {
-    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return true;
+/// What a request needs, with an API key configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Health, the portal's files, the signing certificate, the API documents, and the
+    /// subscriber links, which carry their own unguessable token (checked by their handler).
+    Open,
+    /// Every other read: orders name customers, subscriptions name endpoints and ARNs. The
+    /// read-only key or the API key.
+    Read,
+    /// Every write: the API key.
+    Write,
+}
+
+/// The open pages and files: nothing in them names a customer, a subscriber or an ARN.
+fn is_open_read(path: &str, metrics_open: bool) -> bool {
+    matches!(
+        path,
+        "/healthz"
+            | "/subscriptions/confirm"
+            | "/subscriptions/unsubscribe"
+            | "/schema/order.json"
+            | "/openapi.json"
+            | "/"
+            | "/index.html"
+            | "/orders.html"
+            | "/pipeline.html"
+            | "/portal-config.json"
+    ) || path.starts_with("/assets/")
+        || path.starts_with("/sns/")
+        || (metrics_open && path == "/metrics")
+}
+
+/// What `method path` needs: a write needs the API key, a read of anything but the open
+/// pages a key (the read-only key will do).
+pub fn access(method: &Method, path: &str, metrics_open: bool) -> Access {
+    match *method {
+        Method::GET | Method::HEAD if is_open_read(path, metrics_open) => Access::Open,
+        Method::GET | Method::HEAD => Access::Read,
+        // Nothing answers OPTIONS with data; it stays open as before.
+        Method::OPTIONS => Access::Open,
+        _ => Access::Write,
     }
-    let under = |prefix: &str| {
-        path == prefix
-            || path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
-    if path == "/subscriptions/confirm" || path == "/subscriptions/unsubscribe" {
-        return false;
-    }
-    under("/subscriptions")
-        || under("/queue/dlq")
-        || under("/stream/failures")
-        || under("/dlq")
-        || under("/queues")
+}
+
+/// Whether the request carries the API key itself (not the read-only key).
+pub(crate) fn has_api_key(state: &AppState, headers: &HeaderMap) -> bool {
+    state
+        .api_key
+        .as_ref()
+        .is_some_and(|key| presented_key(headers).is_some_and(|k| key.matches(k)))
 }
 
 pub(crate) async fn require_api_key(
@@ -105,12 +135,24 @@ pub(crate) async fn require_api_key(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(key) = &state.api_key
-        && requires_key(request.method(), request.uri().path())
-    {
-        let authorized = presented_key(request.headers()).is_some_and(|k| key.matches(k));
-        if !authorized {
-            // Deliberately no detail on what was wrong, and nothing of the header logged.
+    let Some(key) = &state.api_key else {
+        return next.run(request).await;
+    };
+    let needed = access(request.method(), request.uri().path(), state.metrics_open);
+    if needed != Access::Open {
+        let presented = presented_key(request.headers());
+        let full = presented.is_some_and(|k| key.matches(k));
+        let read_only = !full
+            && presented.is_some_and(|k| state.read_api_key.as_ref().is_some_and(|r| r.matches(k)));
+        // Deliberately no detail on what was wrong, and nothing of the header logged.
+        if needed == Access::Write && read_only {
+            tracing::info!(method = %request.method(), path = request.uri().path(), "write with the read-only key refused");
+            return ApiError::Forbidden(
+                "The read-only API key cannot change anything; this needs the API key".into(),
+            )
+            .into_response();
+        }
+        if !(full || read_only) {
             tracing::info!(method = %request.method(), path = request.uri().path(), "request without a valid API key refused");
             return ApiError::Unauthorized.into_response();
         }
@@ -163,33 +205,67 @@ mod tests {
     }
 
     #[test]
-    fn writes_subscriptions_and_dead_letters_need_the_key_order_reads_do_not() {
+    fn writes_need_the_key_reads_of_data_need_a_key_and_only_the_public_pages_are_open() {
         for (method, path) in [
             (Method::POST, "/orders"),
             (Method::POST, "/queue/messages"),
             (Method::DELETE, "/subscriptions/abc"),
-            (Method::GET, "/subscriptions"),
-            (Method::GET, "/subscriptions/abc"),
-            (Method::GET, "/queue/dlq"),
-            (Method::GET, "/queue/dlq/abc"),
-            (Method::GET, "/stream/failures"),
-            (Method::GET, "/dlq"),
-            (Method::GET, "/queues/audit"),
-            (Method::GET, "/queues/audit/dlq"),
+            (Method::POST, "/queues/audit/receive"),
+            (Method::DELETE, "/queues/audit/messages/h"),
+            (Method::PUT, "/healthz"),
+            (Method::from_bytes(b"MADEUP").unwrap(), "/metrics"),
         ] {
-            assert!(requires_key(&method, path), "{method} {path}");
+            assert_eq!(
+                access(&method, path, true),
+                Access::Write,
+                "{method} {path}"
+            );
         }
-        for (method, path) in [
-            (Method::GET, "/orders"),
-            (Method::GET, "/orders/abc"),
-            (Method::GET, "/healthz"),
-            (Method::GET, "/stats"),
-            (Method::GET, "/subscriptions/confirm"),
-            (Method::GET, "/subscriptions/unsubscribe"),
-            (Method::GET, "/subscriptionsx"),
-            (Method::GET, "/openapi.json"),
+        for path in [
+            "/orders",
+            "/orders/abc",
+            "/orders/abc/trace",
+            "/stats",
+            "/metrics",
+            "/subscriptions",
+            "/subscriptions/abc",
+            "/queue/dlq",
+            "/stream/failures",
+            "/dlq",
+            "/queues/audit",
+            "/subscriptionsx",
+            "/no-such-route",
         ] {
-            assert!(!requires_key(&method, path), "{method} {path}");
+            assert_eq!(
+                access(&Method::GET, path, false),
+                Access::Read,
+                "GET {path}"
+            );
+            assert_eq!(
+                access(&Method::HEAD, path, false),
+                Access::Read,
+                "HEAD {path}"
+            );
         }
+        for path in [
+            "/healthz",
+            "/subscriptions/confirm",
+            "/subscriptions/unsubscribe",
+            "/openapi.json",
+            "/schema/order.json",
+            "/",
+            "/orders.html",
+            "/pipeline.html",
+            "/portal-config.json",
+            "/assets/api.js",
+            "/sns/SimpleNotificationService-abc.pem",
+        ] {
+            assert_eq!(
+                access(&Method::GET, path, false),
+                Access::Open,
+                "GET {path}"
+            );
+        }
+        assert_eq!(access(&Method::GET, "/metrics", true), Access::Open);
     }
 }

@@ -29,6 +29,9 @@ pub enum ApiError {
     Unavailable(String),
     /// An API key is configured and the request did not carry it.
     Unauthorized,
+    /// The request carried a valid key that does not allow it (the read-only key on a write,
+    /// a subscription that wants the API key to unsubscribe).
+    Forbidden(String),
     /// The client is over its request rate; it may retry after the given time.
     RateLimited(std::time::Duration),
     /// The request headers are larger than the limit (bytes).
@@ -119,6 +122,7 @@ impl IntoResponse for ApiError {
                 );
                 return response;
             }
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m, vec![]),
             ApiError::RateLimited(wait) => {
                 let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 let mut response = (

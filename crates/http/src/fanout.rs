@@ -12,10 +12,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use orderflow_embedded::fanout::admission::{AdmissionError, Admitted};
 use orderflow_embedded::fanout::pull::MAX_WAIT;
 use orderflow_embedded::fanout::spec::{MAX_VISIBILITY_TIMEOUT_SECONDS, SubscriptionRequest};
+use orderflow_embedded::fanout::tokens::unsubscribe_token_matches;
 use orderflow_embedded::queue::{MAX_RECEIVE_BATCH, ReceivedMessage};
-use orderflow_embedded::topic::{Source, SubscribeError, Subscription, TOPIC_ARN};
+use orderflow_embedded::topic::{SubscribeError, Subscription, TOPIC_ARN};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -75,9 +77,12 @@ async fn create_subscription(
     if let Err(e) = state.engine.egress().check_subscription(&spec).await {
         return Err(ApiError::invalid_field(&e.field, &e.message));
     }
-    let sub = match state.engine.topic().subscribe(spec, Source::Api).await {
-        Ok(sub) => sub,
-        Err(SubscribeError::Conflict(message)) => {
+    let sub = match state.engine.subscribe(spec).await {
+        Ok(Admitted::Created(sub)) => sub,
+        // SNS's Subscribe is idempotent: the same endpoint and settings give the same
+        // subscription, and no second confirmation request.
+        Ok(Admitted::Existing(sub)) => return Ok((StatusCode::OK, Json(sub)).into_response()),
+        Err(AdmissionError::Subscribe(SubscribeError::Conflict(message))) => {
             return Ok((
                 StatusCode::CONFLICT,
                 Json(ErrorBody {
@@ -87,7 +92,17 @@ async fn create_subscription(
             )
                 .into_response());
         }
-        Err(SubscribeError::Db(e)) => return Err(ApiError::internal(e)),
+        Err(e @ AdmissionError::DifferentSettings(_)) => {
+            return Err(ApiError::invalid_field("endpoint", &e.to_string()));
+        }
+        // SNS answers SubscriptionLimitExceeded with 403.
+        Err(e @ AdmissionError::TooMany(_)) => return Err(ApiError::Forbidden(e.to_string())),
+        Err(AdmissionError::ConfirmationsThrottled(wait)) => {
+            return Err(ApiError::RateLimited(wait));
+        }
+        Err(AdmissionError::Subscribe(SubscribeError::Db(e))) => {
+            return Err(ApiError::internal(e));
+        }
     };
     tracing::info!(subscription = %sub.subscription_arn, protocol = sub.protocol.as_str(), endpoint = %sub.endpoint, status = ?sub.status, "subscription created");
     Ok((StatusCode::CREATED, Json(sub)).into_response())
@@ -156,6 +171,8 @@ async fn delete_subscription(
 struct ConfirmQuery {
     token: Option<String>,
     topic_arn: Option<String>,
+    /// SNS's flag: "true" makes the subscription removable only with the API key.
+    authenticate_on_unsubscribe: Option<String>,
 }
 
 fn sns_xml(action: &str, result: &str) -> Response {
@@ -180,7 +197,11 @@ async fn confirm_subscription(
     match state
         .engine
         .topic()
-        .confirm(token)
+        .confirm(
+            token,
+            q.authenticate_on_unsubscribe
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        )
         .await
         .map_err(ApiError::internal)?
     {
@@ -204,20 +225,61 @@ async fn confirm_subscription(
 #[serde(rename_all = "PascalCase")]
 struct UnsubscribeQuery {
     subscription_arn: String,
+    /// The subscription's unsubscribe token, which only its `UnsubscribeURL` carries.
+    token: Option<String>,
 }
 
-/// The `UnsubscribeURL` in every notification.
+/// The `UnsubscribeURL` in every notification. It removes the subscription with the link's
+/// token, or with the API key; a bare id or ARN, which shows up in logs and listings,
+/// removes nothing. A subscription with `authenticateOnUnsubscribe` needs the API key.
 async fn unsubscribe_link(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<UnsubscribeQuery>,
 ) -> Result<Response, ApiError> {
+    let with_key = crate::auth::has_api_key(&state, &headers);
+    let sub = state
+        .engine
+        .topic()
+        .get(q.subscription_arn.clone())
+        .await
+        .map_err(ApiError::internal)?;
+    let refused = || {
+        // The same answer whether the subscription exists or not: the link is no oracle.
+        ApiError::Forbidden(
+            "This link does not unsubscribe: it needs the Token of the subscription's UnsubscribeURL, or the API key".into(),
+        )
+    };
+    let sub = match sub {
+        Some(sub) => sub,
+        None if with_key => {
+            return Err(ApiError::NotFound(format!(
+                "Subscription {} does not exist",
+                q.subscription_arn
+            )));
+        }
+        None => return Err(refused()),
+    };
+    let token_ok = q
+        .token
+        .as_deref()
+        .is_some_and(|t| unsubscribe_token_matches(&sub.token, t));
+    if sub.settings.authenticate_on_unsubscribe && !with_key {
+        return Err(ApiError::Forbidden(
+            "This subscription is removed only with the API key (authenticateOnUnsubscribe)".into(),
+        ));
+    }
+    if !(with_key || token_ok) {
+        return Err(refused());
+    }
     if state
         .engine
         .topic()
-        .unsubscribe(q.subscription_arn.clone())
+        .unsubscribe(sub.id.clone())
         .await
         .map_err(ApiError::internal)?
     {
+        tracing::info!(subscription = %sub.subscription_arn, "unsubscribed by link");
         Ok(sns_xml("Unsubscribe", ""))
     } else {
         Err(ApiError::NotFound(format!(

@@ -42,8 +42,12 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Cleared when shutdown starts: new writes get `503` with `Retry-After`.
     pub accepting: Arc<AtomicBool>,
-    /// When set, writes and the subscription and dead-letter endpoints require it.
+    /// When set, writes require it and reads of data require it or `read_api_key`.
     pub api_key: Option<ApiKey>,
+    /// A key that reads (orders, trace, stats, metrics, subscriptions) but never writes.
+    pub read_api_key: Option<ApiKey>,
+    /// `/metrics` answers without a key (for a scraper on a trusted network).
+    pub metrics_open: bool,
     pub limits: Arc<Limits>,
     gauges: Arc<limits::Gauges>,
     /// The host names requests may address (DNS rebinding); see [`cross_site`].
@@ -56,6 +60,8 @@ impl AppState {
             engine,
             accepting: Arc::new(AtomicBool::new(true)),
             api_key: None,
+            read_api_key: None,
+            metrics_open: false,
             limits: Arc::new(Limits::default()),
             gauges: Arc::default(),
             allowed_hosts: Arc::new(cross_site::AllowedHosts::any()),
@@ -69,6 +75,17 @@ impl AppState {
 
     pub fn with_api_key(mut self, key: Option<ApiKey>) -> Self {
         self.api_key = key;
+        self
+    }
+
+    /// The read-only key; it only counts when the API key is set too.
+    pub fn with_read_api_key(mut self, key: Option<ApiKey>) -> Self {
+        self.read_api_key = key;
+        self
+    }
+
+    pub fn with_metrics_open(mut self, open: bool) -> Self {
+        self.metrics_open = open;
         self
     }
 

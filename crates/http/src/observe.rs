@@ -64,13 +64,14 @@ pub(crate) async fn observe_request(mut request: Request, next: Next) -> Respons
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
+    let method_label = method_label(&method);
     let started = Instant::now();
     let span = tracing::info_span!("http", request_id = %id);
     let mut response = next.run(request).instrument(span).await;
     let status = response.status();
     metrics::histogram!(
         "orderflow_http_request_duration_seconds",
-        "method" => method.to_string(),
+        "method" => method_label,
         "route" => route.clone(),
         "status" => status.as_u16().to_string(),
     )
@@ -80,6 +81,38 @@ pub(crate) async fn observe_request(mut request: Request, next: Next) -> Respons
     }
     response.headers_mut().insert(REQUEST_ID_HEADER, value);
     response
+}
+
+/// A subscription as a metric label: its name, or its protocol and a digest of its id.
+/// Never the id itself: `/metrics` may be open (`--metrics-open`), and an id names the
+/// subscription in every API call.
+fn subscription_label(name: Option<&str>, id: &str, protocol: &str) -> String {
+    if let Some(name) = name {
+        return name.to_owned();
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    let hex: String = digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{protocol}-{hex}")
+}
+
+/// The method as a metric label: a client can send any token as a method, and each new
+/// label value is a new time series, so anything but the standard methods is `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -105,7 +138,7 @@ async fn render_metrics(State(state): State<AppState>) -> Result<Response, ApiEr
     metrics::gauge!("orderflow_burst_absorbing").set(f64::from(u8::from(engine.absorbing_burst())));
     for h in &health {
         let s = &h.subscription;
-        let label = s.name.clone().unwrap_or_else(|| s.id.clone());
+        let label = subscription_label(s.name.as_deref(), &s.id, s.protocol.as_str());
         let d = &h.deliveries;
         for (outcome, n) in [
             ("delivered", d.delivered),

@@ -27,6 +27,18 @@ export function setApiKey(key) {
   }
 }
 
+/**
+ * Ties a password field to the tab's API key: it shows the key already entered on another
+ * page, and `onChange` runs after the user enters a new one (to load again with it).
+ */
+export function bindKeyField(input, onChange = () => {}) {
+  input.value = apiKey();
+  input.addEventListener('change', () => {
+    setApiKey(input.value.trim());
+    onChange();
+  });
+}
+
 /** The API base URL without a trailing slash; '' for the origin that served the page. */
 export function apiBase() {
   base ??= loadBase();

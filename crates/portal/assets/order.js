@@ -1,7 +1,7 @@
 // The order form: builds an order that follows schema/order.schema.json, submits it once,
 // and follows it until it is stored.
 
-import { JsonNumber, NetworkError, apiBase, apiKey, errorMessage, request, setApiKey, toJson } from './api.js';
+import { JsonNumber, NetworkError, apiBase, bindKeyField, errorMessage, request, toJson } from './api.js';
 import { byId, formatTime, h, linkToApi, replaceChildren } from './dom.js';
 import { centsToDecimal, decimalText, formatMoney, integerText, parseCents } from './money.js';
 
@@ -22,8 +22,7 @@ const orderError = byId('order-error');
 const apiKeyInput = byId('api-key');
 
 // A server started with --api-key wants it on every order; kept for this tab only.
-apiKeyInput.value = apiKey();
-apiKeyInput.addEventListener('change', () => setApiKey(apiKeyInput.value.trim()));
+bindKeyField(apiKeyInput);
 
 const state = {
   orderId: newOrderId(),

@@ -1,6 +1,6 @@
 // Recent orders: GET /orders, newest first, one page at a time.
 
-import { NetworkError, errorMessage, request } from './api.js';
+import { NetworkError, bindKeyField, errorMessage, request } from './api.js';
 import { byId, formatAgo, formatTime, h, replaceChildren } from './dom.js';
 import { formatMoney } from './money.js';
 
@@ -107,5 +107,7 @@ async function load({ append }) {
 }
 
 refresh.addEventListener('click', () => load({ append: false }));
+// A server started with --api-key (or --read-api-key) wants a key to list orders.
+bindKeyField(byId('api-key'), () => load({ append: false }));
 loadMore.addEventListener('click', () => load({ append: true }));
 load({ append: false });

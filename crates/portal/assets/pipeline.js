@@ -1,7 +1,7 @@
 // The pipeline at a glance: GET /stats and GET /subscriptions, refreshed while the page is
 // visible; slower after errors; pausable (moving numbers must be stoppable for some readers).
 
-import { NetworkError, errorMessage, request } from './api.js';
+import { NetworkError, bindKeyField, errorMessage, request } from './api.js';
 import { byId, h, replaceChildren } from './dom.js';
 
 const REFRESH_MS = 2000;
@@ -106,6 +106,9 @@ function schedule() {
   const delay = Math.min(REFRESH_MS * 2 ** state.failures, MAX_BACKOFF_MS);
   state.timer = setTimeout(refresh, delay);
 }
+
+// A server started with --api-key (or --read-api-key) wants a key to read its state.
+bindKeyField(byId('api-key'), () => refresh());
 
 const pause = byId('pause');
 pause.addEventListener('click', () => {

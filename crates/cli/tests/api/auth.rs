@@ -1,5 +1,5 @@
-//! Access control: with an API key, writes and the subscription and dead-letter endpoints
-//! need it; secrets stay out of the logs; files are private to their owner.
+//! Access control: with an API key, writes need it and every read of data needs it or the
+//! read-only key; secrets stay out of the logs; files are private to their owner.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
@@ -45,6 +45,12 @@ fn protected_requests() -> Vec<(Method, &'static str, Option<String>)> {
         (Method::DELETE, "/queue/dlq", None),
         (Method::POST, "/queue/dlq/redrive", None),
         (Method::GET, "/stream/failures", None),
+        // Reads of customer data, subscriber endpoints and ARNs.
+        (Method::GET, "/orders", None),
+        (Method::GET, "/orders/some-id", None),
+        (Method::GET, "/orders/some-id/trace", None),
+        (Method::GET, "/stats", None),
+        (Method::GET, "/queues/some-queue", None),
     ]
 }
 
@@ -72,7 +78,7 @@ async fn send(
 }
 
 #[tokio::test]
-async fn writes_and_subscription_and_dead_letter_endpoints_answer_401_without_the_key() {
+async fn writes_and_every_read_of_data_answer_401_without_the_key() {
     let app = protected_app().await;
     let anonymous = http_client();
     let wrong = "test-key-0123456789abcdeX";
@@ -132,20 +138,27 @@ async fn the_key_is_accepted_as_x_api_key_or_as_a_bearer_token() {
 }
 
 #[tokio::test]
-async fn order_reads_health_and_the_subscriber_links_stay_open_with_a_key() {
+async fn health_the_portal_the_documents_and_the_subscriber_links_stay_open_with_a_key() {
     let app = protected_app().await;
     let id = app.submit(&order(&unique_id("open"))).await;
     app.wait_until_stored(&id, SHORT).await;
     let anonymous = http_client();
     for path in [
-        format!("/orders/{id}"),
-        "/orders".to_owned(),
-        "/healthz".to_owned(),
-        "/stats".to_owned(),
-        "/schema/order.json".to_owned(),
+        "/healthz",
+        "/schema/order.json",
+        "/openapi.json",
+        "/",
+        "/orders.html",
+        "/pipeline.html",
+        "/portal-config.json",
+        "/assets/api.js",
     ] {
-        let response = anonymous.get(app.endpoint(&path)).send().await.unwrap();
+        let response = anonymous.get(app.endpoint(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    }
+    for path in [format!("/orders/{id}"), format!("/orders/{id}/trace")] {
+        let response = anonymous.get(app.endpoint(&path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "GET {path}");
     }
     // A subscriber confirms without our key: the link's token is its credential.
     let subscriber = TestSubscriber::start().await;
@@ -318,5 +331,147 @@ async fn webhook_endpoints_must_be_plain_http_or_https_urls() {
         let (status, body) = app.create_subscription(endpoint).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}: {body}");
         assert_eq!(body["details"][0]["field"], json!("endpoint"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_reused_data_directory_that_others_could_read_is_made_owner_only_again() {
+    let mut app = spawn_app_with(AppOptions::default()).await;
+    let id = app.submit(&order(&unique_id("reuse"))).await;
+    app.wait_until_stored(&id, SHORT).await;
+    app.stop().await;
+    let data = app.data_dir();
+    let set = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set(&data, 0o755);
+    set(&data.join("orderflow.db"), 0o644);
+    std::fs::write(data.join("notes.txt"), "left here by hand").unwrap();
+    set(&data.join("notes.txt"), 0o666);
+
+    app.restart().await;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    for file in ["orderflow.db", "notes.txt"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
+    app.wait_until_stored(&id, SHORT).await;
+}
+
+const READ_KEY: &str = "read-key-0123456789abcdef";
+
+async fn app_with_read_key(extra: &[&str]) -> TestApp {
+    let mut args = vec!["--read-api-key", READ_KEY];
+    args.extend_from_slice(extra);
+    spawn_app_with(
+        AppOptions {
+            api_key: Some(KEY.to_owned()),
+            ..AppOptions::default()
+        }
+        .with_args(&args),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_read_only_key_reads_everything_and_changes_nothing() {
+    let app = app_with_read_key(&[]).await;
+    let id = app.submit(&order(&unique_id("read"))).await;
+    app.wait_until_stored(&id, SHORT).await;
+    let reader = crate::helpers::http_client_with_key(READ_KEY);
+    for path in [
+        format!("/orders/{id}"),
+        format!("/orders/{id}/trace"),
+        "/orders".to_owned(),
+        "/stats".to_owned(),
+        "/metrics".to_owned(),
+        "/subscriptions".to_owned(),
+        "/queue/dlq".to_owned(),
+    ] {
+        let response = reader.get(app.endpoint(&path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    }
+    for (method, path, body) in protected_requests()
+        .into_iter()
+        .filter(|(m, _, _)| *m != Method::GET)
+    {
+        let (status, answer, _) = send(&reader, &app, &method, path, &body, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("read-only"),
+            "{answer}"
+        );
+    }
+    let (_, stats) = app.get_json("/stats").await;
+    assert_eq!(
+        stats["subscriptions"],
+        json!(0),
+        "nothing was written: {stats}"
+    );
+    assert_eq!(stats["orders"]["stored"], json!(1), "{stats}");
+}
+
+#[tokio::test]
+async fn metrics_open_without_a_key_only_when_the_operator_says_so() {
+    let closed = app_with_read_key(&[]).await;
+    let anonymous = http_client();
+    let response = anonymous
+        .get(closed.endpoint("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+
+    let open = app_with_read_key(&["--metrics-open"]).await;
+    let subscriber = TestSubscriber::start().await;
+    let arn = open.subscribe(&subscriber).await;
+    let response = anonymous
+        .get(open.endpoint("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("orderflow_subscriptions"), "{text}");
+    let id = arn.rsplit(':').next().unwrap();
+    assert!(
+        !text.contains(id),
+        "an open /metrics names no subscription id or ARN:\n{text}"
+    );
+    for path in ["/orders", "/stats", "/subscriptions"] {
+        let response = anonymous.get(open.endpoint(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "GET {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_key_without_the_api_key_or_equal_to_it_is_refused_at_start() {
+    for (env, expected) in [
+        (
+            vec![("ORDERFLOW_READ_API_KEY", READ_KEY)],
+            "needs --api-key",
+        ),
+        (
+            vec![("ORDERFLOW_API_KEY", KEY), ("ORDERFLOW_READ_API_KEY", KEY)],
+            "must differ",
+        ),
+    ] {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
+        let dir = tempfile::tempdir().unwrap();
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        hermetic(&mut cmd);
+        cmd.envs(env);
+        let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .expect("serve exits")
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
     }
 }

@@ -223,6 +223,8 @@ async fn queue_requests_are_checked() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
         assert_eq!(body["details"][0]["field"], json!(field), "{body}");
     }
+    // One subscription per queue: the same subscribe again is that subscription (SNS's
+    // Subscribe is idempotent); other settings for the same queue are refused.
     let (status, body) = json_of(
         app.post_json(
             "/subscriptions",
@@ -231,9 +233,18 @@ async fn queue_requests_are_checked() {
         .await,
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "the existing subscription: {body}");
+    let (status, body) = json_of(
+        app.post_json(
+            "/subscriptions",
+            &json!({"protocol": "queue", "endpoint": "checked", "maxReceiveCount": 9}),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(
         status,
-        StatusCode::CONFLICT,
+        StatusCode::BAD_REQUEST,
         "one subscription per queue: {body}"
     );
     let (status, body) = json_of(
@@ -245,4 +256,54 @@ async fn queue_requests_are_checked() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn a_receipt_handle_deletes_only_from_the_queue_it_was_received_from() {
+    let app = spawn_app().await;
+    for queue in ["mine", "theirs"] {
+        subscribe_with(&app, json!({"protocol": "queue", "endpoint": queue})).await;
+    }
+    let id = app.submit(&order(&unique_id("scoped"))).await;
+    app.wait_until_stored(&id, SHORT).await;
+    app.drain().await;
+    let theirs = receive(
+        &app,
+        "theirs",
+        &json!({"maxNumberOfMessages": 1, "visibilityTimeout": 30}),
+    )
+    .await;
+    assert_eq!(theirs.len(), 1);
+    let handle = receipt(&theirs[0]);
+
+    // SQS scopes a receipt handle to the queue that issued it
+    // (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteMessage.html:
+    // DeleteMessage takes the QueueUrl and the ReceiptHandle received from that queue).
+    let response = app
+        .client
+        .delete(app.endpoint(&format!("/queues/mine/messages/{handle}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = json_of(
+        app.post_json("/queues/mine/delete", &json!({"receiptHandles": [handle]}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["deleted"]),
+        (StatusCode::OK, &json!(0)),
+        "{body}"
+    );
+    let (_, stats) = app.get_json("/queues/theirs").await;
+    assert_eq!(stats["stats"]["inFlight"], json!(1), "still there: {stats}");
+
+    let response = app
+        .client
+        .delete(app.endpoint(&format!("/queues/theirs/messages/{handle}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }

@@ -27,5 +27,7 @@ mod signing;
 mod slowloris;
 mod ssrf;
 mod subscriber;
+mod subscription_flood;
 mod subscriptions;
 mod tls;
+mod unsubscribe;

@@ -183,6 +183,41 @@ fn sum_matching(samples: &HashMap<String, f64>, prefix: &str, contains: &[&str])
 }
 
 #[tokio::test]
+async fn made_up_methods_and_paths_add_no_new_metric_labels() {
+    let app = spawn_app().await;
+    for i in 0..5 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        for path in ["/orders", &format!("/made-up-path-{i}")] {
+            let response = app
+                .client
+                .request(method.clone(), app.endpoint(path))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_client_error(), "{method} {path}");
+        }
+    }
+    let samples = scrape(&app).await;
+    let http: Vec<&String> = samples
+        .keys()
+        .filter(|k| k.starts_with("orderflow_http_request_duration_seconds_count"))
+        .collect();
+    assert!(
+        http.iter()
+            .all(|k| !k.contains("MADEUP") && !k.contains("made-up-path")),
+        "{http:?}"
+    );
+    assert!(
+        sum_matching(
+            &samples,
+            "orderflow_http_request_duration_seconds_count",
+            &["method=\"other\"", "route=\"/orders\""]
+        ) >= 5.0,
+        "{http:?}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_move_when_orders_flow() {
     let app = spawn_app().await;
     let subscriber = TestSubscriber::start().await;

@@ -1,11 +1,13 @@
 //! Fan-out to every kind of subscriber: HTTP(S) webhooks (signed SNS envelopes), e-mail,
 //! pull queues and logs; plus what a subscription may ask for and its validation.
 
+pub mod admission;
 pub mod email;
 pub mod log;
 pub mod pull;
 pub mod signing;
 pub mod spec;
+pub mod tokens;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,7 +140,7 @@ pub async fn deliver(
                 (DeliveryKind::Notification, Some(m)) => email::notification_mail(
                     &m.subject,
                     &m.message,
-                    &unsubscribe_url(&config.public_url, &sub.subscription_arn),
+                    &unsubscribe_url(&config.public_url, sub),
                 ),
                 (DeliveryKind::Notification, None) => {
                     return Err("the message is no longer stored".into());

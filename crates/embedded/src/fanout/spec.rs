@@ -44,6 +44,10 @@ pub struct SubscriptionRequest {
     /// `queue` only: receives before a message moves to the queue's dead-letter queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_receive_count: Option<u32>,
+    /// As SNS's `AuthenticateOnUnsubscribe`: the `UnsubscribeURL` alone no longer removes
+    /// the subscription; only a request with the API key does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticate_on_unsubscribe: Option<bool>,
 }
 
 /// Retries of one subscription; what is unset follows the server's `--delivery-*` flags.
@@ -74,6 +78,8 @@ pub struct SubscriptionSettings {
     pub visibility_timeout_seconds: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_receive_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authenticate_on_unsubscribe: bool,
 }
 
 impl SubscriptionSettings {
@@ -277,6 +283,7 @@ impl SubscriptionRequest {
                     max_receive_count: self
                         .max_receive_count
                         .or(is_queue.then_some(DEFAULT_MAX_RECEIVE_COUNT)),
+                    authenticate_on_unsubscribe: self.authenticate_on_unsubscribe.unwrap_or(false),
                 },
             }),
             _ => Err(errors),

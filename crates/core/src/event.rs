@@ -8,6 +8,8 @@ use crate::correlation::REQUEST_ID_ATTRIBUTE;
 use crate::order::StoredOrder;
 use crate::ports::{MessageAttribute, Publication};
 
+/// The event's name: the `eventType` attribute subscribers filter on. The publication's
+/// `Subject` is the order mail's subject instead, because SNS mails it as the subject line.
 pub const TOPIC_SUBJECT: &str = "OrderCreated";
 
 /// `Message` of every notification: `{"type": "OrderCreated", "order": {...}}`.
@@ -63,7 +65,7 @@ impl OrderCreated {
     pub fn to_publication(&self, dedup_id: String) -> Publication {
         Publication {
             dedup_id,
-            subject: TOPIC_SUBJECT.to_owned(),
+            subject: crate::mail::subject(&self.order),
             message: serde_json::to_string(self).expect("an event always serializes"),
             attributes: self.attributes(),
         }

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
-use orderflow_core::{MessageAttribute, OrderMail, Publication, TOPIC_SUBJECT, Topic, TopicError};
+use orderflow_core::{
+    MessageAttribute, OrderCreated, Publication, TOPIC_SUBJECT, Topic, TopicError,
+};
 
 /// "Publishes up to 10 messages to the specified topic in a single batch", and "the maximum
 /// total payload size (the sum of the individual lengths of all of the batched messages)"
@@ -61,8 +63,9 @@ pub fn message_for(publication: &Publication) -> (String, bool) {
         .strip_prefix('{')
         .and_then(|m| m.strip_suffix('}'))
         .map(str::trim);
-    match (OrderMail::for_message(message), fields) {
-        (Some(mail), Some(fields)) => {
+    match (OrderCreated::from_message(message), fields) {
+        (Some(event), Some(fields)) => {
+            let mail = event.mail();
             let head = serde_json::json!({ "default": publication.message, "email": mail.body })
                 .to_string();
             let head = head.strip_suffix('}').expect("a JSON object ends with }");
@@ -277,7 +280,6 @@ impl Topic for SnsTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orderflow_core::OrderCreated;
     use orderflow_core::conformance::sample_order;
 
     #[test]
@@ -295,7 +297,7 @@ mod tests {
             "no email-json key: it falls back to default"
         );
         assert_eq!(structure["default"], publication.message.as_str());
-        let mail = OrderMail::new(&event);
+        let mail = event.mail();
         assert_eq!(
             structure["email"],
             mail.body.as_str(),

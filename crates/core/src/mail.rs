@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 
-use crate::event::OrderCreated;
 use crate::order::StoredOrder;
 
 /// SNS takes a `Subject` of "less than 100 characters", with no line breaks or control
@@ -25,18 +24,11 @@ pub struct OrderMail {
 }
 
 impl OrderMail {
-    pub fn new(event: &OrderCreated) -> OrderMail {
+    pub fn new(order: &StoredOrder) -> OrderMail {
         OrderMail {
-            subject: subject(&event.order),
-            body: body(&event.order),
+            subject: subject(order),
+            body: body(order),
         }
-    }
-
-    /// The order mail for a published message, when the message is an `OrderCreated` event.
-    pub fn for_message(message: &str) -> Option<OrderMail> {
-        serde_json::from_str::<OrderCreated>(message)
-            .ok()
-            .map(|event| OrderMail::new(&event))
     }
 }
 
@@ -201,7 +193,7 @@ mod tests {
 
     #[test]
     fn the_mail_names_the_order_its_customer_items_and_exact_total() {
-        let mail = OrderMail::new(&OrderCreated::new(ord_1001()));
+        let mail = OrderMail::new(&ord_1001());
         assert_eq!(mail.subject, "Order ord-1001 received: 59.97 EUR");
         let expected = "A new order was stored.\n\n\
             Order:     ord-1001\n\
@@ -229,18 +221,8 @@ mod tests {
         }));
         order.received_at = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
         order.stored_at = order.received_at + chrono::Duration::milliseconds(213);
-        let mail = OrderMail::new(&OrderCreated::new(order));
+        let mail = OrderMail::new(&order);
         assert_eq!(shown, mail.body);
-    }
-
-    #[test]
-    fn the_published_subject_is_the_mail_subject_and_the_message_gives_back_the_same_mail() {
-        let event = OrderCreated::new(ord_1001());
-        let publication = event.to_publication("dedup".into());
-        let mail = OrderMail::new(&event);
-        assert_eq!(publication.subject, mail.subject);
-        assert_eq!(OrderMail::for_message(&publication.message), Some(mail));
-        assert_eq!(OrderMail::for_message("plain text"), None);
     }
 
     #[test]
@@ -270,7 +252,7 @@ mod tests {
             address.line1 = forged.into();
             address.city = forged.into();
             address.country = forged.into();
-            let mail = OrderMail::new(&OrderCreated::new(order));
+            let mail = OrderMail::new(&order);
             let totals: Vec<&str> = lines(&mail.body)
                 .into_iter()
                 .filter(|l| l.trim_start().starts_with("Total:"))

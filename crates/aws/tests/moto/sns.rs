@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use orderflow_aws::SnsTopic;
 use orderflow_core::conformance::sample_order;
 use orderflow_core::handlers::publish::publish_orders;
-use orderflow_core::{OrderCreated, OrderMail, Publication, StoredOrder, Topic, TopicError};
+use orderflow_core::{OrderCreated, Publication, StoredOrder, Topic, TopicError};
 use serde_json::{Value, json};
 
 use crate::support::{Moto, moto_or_skip, unique};
@@ -142,8 +142,9 @@ async fn an_sqs_subscriber_still_receives_the_order_created_json_unchanged() {
         );
         assert_eq!(
             envelope["Subject"],
-            OrderMail::for_message(&sent.message)
+            OrderCreated::from_message(&sent.message)
                 .unwrap()
+                .mail()
                 .subject
                 .as_str()
         );

@@ -9,7 +9,7 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use orderflow_core::OrderMail;
+use orderflow_core::OrderCreated;
 
 use crate::topic::TOPIC_ARN;
 
@@ -210,7 +210,7 @@ pub fn notification_mail(subject: &str, message: &str, unsubscribe_url: &str) ->
         "\n--\nYou receive this because this address is subscribed to {TOPIC_ARN}.\n\
          To stop receiving these messages, open:\n{unsubscribe_url}\n"
     );
-    match OrderMail::for_message(message) {
+    match OrderCreated::from_message(message).map(|event| event.mail()) {
         Some(mail) => (mail.subject, format!("{}{footer}", mail.body)),
         None => (
             subject.to_owned(),
@@ -283,8 +283,7 @@ mod tests {
         ] {
             assert!(body.contains(expected), "{expected} not in:\n{body}");
         }
-        let event: orderflow_core::OrderCreated = serde_json::from_str(&message).unwrap();
-        let core = OrderMail::new(&event);
+        let core = OrderCreated::from_message(&message).unwrap().mail();
         assert_eq!(subject, core.subject, "the subject SNS mails too");
         assert!(
             body.starts_with(&core.body),

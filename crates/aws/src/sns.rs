@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
+use aws_sdk_sns::operation::publish_batch::PublishBatchOutput;
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use orderflow_core::{
     MessageAttribute, OrderCreated, Publication, TOPIC_SUBJECT, Topic, TopicError,
@@ -181,41 +182,46 @@ impl SnsTopic {
             .send()
             .await
             .map_err(|e| TopicError::Unavailable(Box::new(e)))?;
-        let mut results: Vec<Option<Result<String, TopicError>>> =
-            publications.iter().map(|_| None).collect();
-        let entries = publications.len();
-        let slot = |id: &str| id.parse::<usize>().ok().filter(|i| *i < entries);
-        for ok in output.successful.unwrap_or_default() {
-            if let (Some(i), Some(message_id)) = (ok.id.as_deref().and_then(slot), ok.message_id) {
-                results[i] = Some(Ok(message_id));
-            }
-        }
-        for failed in output.failed.unwrap_or_default() {
-            if let Some(i) = slot(&failed.id) {
-                let error = BatchEntryFailed {
-                    id: failed.id,
-                    code: failed.code,
-                    message: failed.message,
-                    sender_fault: failed.sender_fault,
-                };
-                results[i] = Some(Err(if error.sender_fault {
-                    TopicError::Rejected(error.to_string())
-                } else {
-                    TopicError::Unavailable(Box::new(error))
-                }));
-            }
-        }
-        Ok(results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(TopicError::Rejected(
-                        "SNS answered PublishBatch without a result for this entry".into(),
-                    ))
-                })
-            })
-            .collect())
+        Ok(entry_results(publications.len(), output))
     }
+}
+
+/// One result per entry of a `PublishBatch` call, in the entries' order: SNS answers with
+/// `Successful` and `Failed` lists keyed by the entry `Id` (here the entry's index), "the
+/// result of publishing each message is reported individually".
+fn entry_results(entries: usize, output: PublishBatchOutput) -> Vec<Result<String, TopicError>> {
+    let mut results: Vec<Option<Result<String, TopicError>>> = (0..entries).map(|_| None).collect();
+    let slot = |id: &str| id.parse::<usize>().ok().filter(|i| *i < entries);
+    for ok in output.successful.unwrap_or_default() {
+        if let (Some(i), Some(message_id)) = (ok.id.as_deref().and_then(slot), ok.message_id) {
+            results[i] = Some(Ok(message_id));
+        }
+    }
+    for failed in output.failed.unwrap_or_default() {
+        if let Some(i) = slot(&failed.id) {
+            let error = BatchEntryFailed {
+                id: failed.id,
+                code: failed.code,
+                message: failed.message,
+                sender_fault: failed.sender_fault,
+            };
+            results[i] = Some(Err(if error.sender_fault {
+                TopicError::Rejected(error.to_string())
+            } else {
+                TopicError::Unavailable(Box::new(error))
+            }));
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(TopicError::Rejected(
+                    "SNS answered PublishBatch without a result for this entry".into(),
+                ))
+            })
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -327,6 +333,53 @@ mod tests {
         assert_eq!(
             message_for(&publication),
             (publication.message.clone(), false)
+        );
+    }
+
+    #[test]
+    fn each_entry_gets_its_own_result_by_id_whatever_the_order_sns_lists_them_in() {
+        use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
+        let ok = |id: &str, message_id: &str| {
+            PublishBatchResultEntry::builder()
+                .id(id)
+                .message_id(message_id)
+                .build()
+        };
+        let failed = |id: &str, sender_fault: bool| {
+            BatchResultErrorEntry::builder()
+                .id(id)
+                .code(if sender_fault {
+                    "InvalidParameter"
+                } else {
+                    "InternalError"
+                })
+                .message("no")
+                .sender_fault(sender_fault)
+                .build()
+                .unwrap()
+        };
+        let output = PublishBatchOutput::builder()
+            .successful(ok("3", "m3"))
+            .successful(ok("0", "m0"))
+            .failed(failed("2", false))
+            .failed(failed("1", true))
+            .build();
+        let results = entry_results(5, output);
+        assert!(matches!(&results[0], Ok(id) if id == "m0"));
+        match &results[1] {
+            Err(TopicError::Rejected(why)) => assert!(why.contains("InvalidParameter"), "{why}"),
+            other => panic!("a sender fault is a rejection: {other:?}"),
+        }
+        match &results[2] {
+            Err(TopicError::Unavailable(source)) => {
+                assert!(source.downcast_ref::<BatchEntryFailed>().is_some())
+            }
+            other => panic!("a service fault is unavailability, kept as the source: {other:?}"),
+        }
+        assert!(matches!(&results[3], Ok(id) if id == "m3"));
+        assert!(
+            matches!(&results[4], Err(TopicError::Rejected(_))),
+            "an entry SNS did not report on is not taken as published"
         );
     }
 

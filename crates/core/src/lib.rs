@@ -10,6 +10,7 @@ pub mod filter;
 pub mod fuzz;
 pub mod handlers;
 pub mod item;
+pub mod mail;
 pub mod memory;
 pub mod money;
 pub mod order;
@@ -21,6 +22,7 @@ pub mod conformance;
 
 pub use correlation::RequestId;
 pub use event::{OrderCreated, TOPIC_SUBJECT};
+pub use mail::OrderMail;
 pub use money::Money;
 pub use order::{FieldError, Order, OrderId, OrderRejection, OrderRequest, StoredOrder};
 pub use ports::{MessageAttribute, OrderTable, Publication, TableError, Topic, TopicError};

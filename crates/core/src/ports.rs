@@ -78,9 +78,11 @@ pub trait Topic: Send + Sync + Debug {
     /// Publishes one message and returns its message id.
     async fn publish(&self, publication: &Publication) -> Result<String, TopicError>;
 
-    /// Publishes messages in order and returns one result per message attempted: it stops
-    /// after the first failure, so a shorter result means the rest were not attempted.
-    /// Adapters that can publish many at once (one transaction, SNS `PublishBatch`) override it.
+    /// Publishes messages in order and returns one result per message attempted, in order: it
+    /// stops after the first failure, so a shorter result means the rest were not attempted.
+    /// Adapters that can publish many at once (one transaction, SNS `PublishBatch`) override
+    /// it; one that sends several per call reports every entry of the call that failed, and
+    /// callers act on the first failure.
     async fn publish_batch(&self, publications: &[Publication]) -> Vec<Result<String, TopicError>> {
         let mut results = Vec::with_capacity(publications.len());
         for publication in publications {

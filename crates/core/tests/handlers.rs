@@ -184,8 +184,20 @@ async fn publish_orders_publishes_one_order_created_per_insert_with_attributes()
     assert_eq!(order_ids_published(&topic), vec!["ord-1001", "ord-1002"]);
 
     for ((publication, image), event_id) in published.iter().zip(&images).zip(&event_ids) {
-        assert_eq!(publication.subject, TOPIC_SUBJECT);
-        assert_eq!(publication.subject, "OrderCreated");
+        assert_eq!(
+            publication.subject,
+            format!(
+                "Order {} received: {:.2} {}",
+                image.id(),
+                image.total.decimal(),
+                image.order.currency
+            ),
+            "the subject is the order mail's, which SNS uses as the e-mail subject line"
+        );
+        assert_eq!(
+            publication.attributes["eventType"],
+            MessageAttribute::String(TOPIC_SUBJECT.to_owned())
+        );
         assert_eq!(
             &publication.dedup_id, event_id,
             "stable across retries of the record"

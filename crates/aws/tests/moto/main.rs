@@ -5,4 +5,5 @@
 
 mod conformance;
 mod pipeline;
+mod sns;
 mod support;

@@ -129,7 +129,10 @@ async fn an_order_goes_from_the_sqs_event_to_a_filtered_sns_subscriber() {
     let notification = &eur[0];
     assert_eq!(notification["Type"], "Notification");
     assert_eq!(notification["TopicArn"], topic_arn.as_str());
-    assert_eq!(notification["Subject"], "OrderCreated");
+    assert_eq!(
+        notification["Subject"], "Order ord-1001 received: 60.07 EUR",
+        "the order mail's subject, which SNS also puts in the envelope"
+    );
     let message: Value = serde_json::from_str(
         notification["Message"]
             .as_str()

@@ -119,7 +119,11 @@ async fn a_notification_follows_the_sns_envelope() {
         "SNS sends JSON as text/plain, got {content_type:?}"
     );
     assert_eq!(envelope["Type"], json!("Notification"), "{envelope}");
-    assert_eq!(envelope["Subject"], json!("OrderCreated"), "{envelope}");
+    assert_eq!(
+        envelope["Subject"],
+        json!(format!("Order {id} received: 60.07 EUR")),
+        "the order mail's subject, as SNS puts the published Subject in every envelope: {envelope}"
+    );
     for field in ["MessageId", "TopicArn", "Message", "Timestamp"] {
         let value = envelope[field].as_str().unwrap_or_default();
         assert!(!value.is_empty(), "{field} is missing or empty: {envelope}");

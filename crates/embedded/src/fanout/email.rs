@@ -202,71 +202,21 @@ pub fn confirmation_mail(subscribe_url: &str) -> (String, String) {
     )
 }
 
-/// A person-readable mail for one notification: the order's id, items and total when the
-/// message is an `OrderCreated` event, the message as it is otherwise.
+/// A person-readable mail for one notification: for an `OrderCreated` event the order mail
+/// that SNS's `email` protocol also delivers (`orderflow_core::mail`), any other message as
+/// it is (its control characters made visible); then our unsubscribe link, where SNS puts its own.
 pub fn notification_mail(subject: &str, message: &str, unsubscribe_url: &str) -> (String, String) {
     let footer = format!(
         "\n--\nYou receive this because this address is subscribed to {TOPIC_ARN}.\n\
          To stop receiving these messages, open:\n{unsubscribe_url}\n"
     );
-    let Ok(event) = serde_json::from_str::<OrderCreated>(message) else {
-        return (subject.to_owned(), format!("{message}\n{footer}"));
-    };
-    let order = &event.order;
-    let currency = &order.order.currency;
-    let mut body = format!(
-        "A new order was stored.\n\n\
-         Order:     {}\n\
-         Customer:  {}{}\n\
-         Received:  {}\n\
-         Stored:    {}\n\nItems:\n",
-        order.id(),
-        order.order.customer_id,
-        order
-            .order
-            .customer_email
-            .as_deref()
-            .map(|e| format!(" <{e}>"))
-            .unwrap_or_default(),
-        orderflow_core::time::format(&order.received_at),
-        orderflow_core::time::format(&order.stored_at),
-    );
-    for item in &order.order.items {
-        let line = item
-            .unit_price
-            .checked_mul(item.quantity)
-            .map(|m| format!("{:.2}", m.decimal()))
-            .unwrap_or_else(|_| "?".into());
-        body.push_str(&format!(
-            "  {:>5} x {:<24} @ {:>10.2} = {:>12} {currency}\n",
-            item.quantity,
-            item.sku,
-            item.unit_price.decimal(),
-            line
-        ));
-    }
-    body.push_str(&format!(
-        "\nTotal:     {:.2} {currency}\n",
-        order.total.decimal()
-    ));
-    if let Some(address) = &order.order.shipping_address {
-        body.push_str(&format!(
-            "Ship to:   {}, {} {}, {}\n",
-            address.line1, address.postal_code, address.city, address.country
-        ));
-    }
-    if let Some(notes) = &order.order.notes {
-        body.push_str(&format!("Notes:     {notes}\n"));
-    }
-    body.push_str(&footer);
-    (
-        format!(
-            "Order {} received: {:.2} {currency}",
-            order.id(),
-            order.total.decimal()
+    match OrderCreated::from_message(message).map(|event| event.mail()) {
+        Some(mail) => (mail.subject, format!("{}{footer}", mail.body)),
+        None => (
+            subject.to_owned(),
+            format!("{}\n{footer}", orderflow_core::mail::visible(message)),
         ),
-        body,
-    )
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +283,12 @@ mod tests {
         ] {
             assert!(body.contains(expected), "{expected} not in:\n{body}");
         }
+        let core = OrderCreated::from_message(&message).unwrap().mail();
+        assert_eq!(subject, core.subject, "the subject SNS mails too");
+        assert!(
+            body.starts_with(&core.body),
+            "the text SNS mails too, then our footer:\n{body}"
+        );
         let (subject, body) = notification_mail("S", "plain text", "http://u");
         assert_eq!(subject, "S");
         assert!(body.starts_with("plain text"));

@@ -60,11 +60,16 @@ pub struct NetworkArgs {
 }
 
 impl NetworkArgs {
-    /// The outbound address policy for a server listening on `addr`.
-    pub fn egress(&self, addr: SocketAddr) -> Arc<EgressPolicy> {
+    /// The outbound address policy for a server listening on `addr`. Loopback endpoints are
+    /// allowed on a development server only: one that listens on loopback and is not
+    /// published under another name (behind a reverse proxy, `--public-url` says so).
+    pub fn egress(&self, addr: SocketAddr, public_url: Option<&str>) -> Arc<EgressPolicy> {
+        let published = public_url
+            .and_then(|u| url::Url::parse(u).ok())
+            .is_some_and(|u| !is_loopback_host(u.host()));
         Arc::new(EgressPolicy::new(
             self.allow_endpoint_network.clone(),
-            addr.ip().is_loopback(),
+            addr.ip().is_loopback() && !published,
         ))
     }
 
@@ -90,5 +95,17 @@ impl NetworkArgs {
             (Some(cert), Some(key)) => Ok(Some(orderflow_http::tls::acceptor(cert, key)?)),
             _ => Ok(None),
         }
+    }
+}
+
+fn is_loopback_host(host: Option<url::Host<&str>>) -> bool {
+    match host {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
     }
 }

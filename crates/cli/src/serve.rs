@@ -129,7 +129,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.burst.rate = args.burst_rate;
     config.burst.allowance = burst_allowance(args.burst_allowance, args.guard.max_queue_depth());
     config.fanout = args.fanout.config()?;
-    config.delivery.egress = args.network.egress(args.addr);
+    config.delivery.egress = args.network.egress(args.addr, args.public_url.as_deref());
     config.delivery.confirmation_max_attempts = args.network.confirmation_max_attempts();
     let tls = args.network.tls()?;
     config.admission = args.guard.admission();

@@ -38,8 +38,10 @@ pub struct DeliveryConfig {
     pub egress: Arc<EgressPolicy>,
 }
 
-/// See [`DeliveryConfig::confirmation_max_attempts`].
-pub const DEFAULT_CONFIRMATION_MAX_ATTEMPTS: u32 = 5;
+/// See [`DeliveryConfig::confirmation_max_attempts`]. SNS's default HTTP/S policy: the first
+/// attempt and up to three retries
+/// (<https://docs.aws.amazon.com/sns/latest/dg/SendMessageToHttp.retry.html>).
+pub const DEFAULT_CONFIRMATION_MAX_ATTEMPTS: u32 = 4;
 
 impl Default for DeliveryConfig {
     fn default() -> Self {

@@ -27,6 +27,9 @@ pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// How long a refused connection is given to take its `503`.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
+/// Refusals answered at once; a flood beyond it is closed without an answer, so refusing
+/// cannot cost more sockets than serving.
+const MAX_REFUSALS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
@@ -56,6 +59,10 @@ pub async fn serve(
 ) {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    // A flood must not become a flood of log lines: one warning a second at most.
+    let mut last_warning: Option<Instant> = None;
+    let mut refused_since_warning = 0u64;
     let (stop, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -86,8 +93,19 @@ pub async fn serve(
                 ));
             }
             Err(_) => {
-                tracing::warn!(%remote, max, "refused a connection: too many open connections");
-                tokio::spawn(refuse(stream, tls.is_some(), max));
+                refused_since_warning += 1;
+                if last_warning.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(%remote, max, refused = refused_since_warning, "refusing connections: too many open connections");
+                    last_warning = Some(Instant::now());
+                    refused_since_warning = 0;
+                }
+                if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                    let tls = tls.is_some();
+                    tokio::spawn(async move {
+                        refuse(stream, tls, max).await;
+                        drop(refusal);
+                    });
+                }
             }
         }
     }

@@ -154,6 +154,22 @@ async fn a_server_listening_beyond_loopback_refuses_loopback_endpoints_unless_th
 }
 
 #[tokio::test]
+async fn a_loopback_server_published_under_a_public_url_refuses_loopback_endpoints() {
+    // Behind a reverse proxy the server listens on 127.0.0.1 but anyone can subscribe.
+    let app = spawn_app_with(
+        AppOptions::default().with_args(&["--public-url", "https://orders.example.test"]),
+    )
+    .await;
+    let (status, body) = subscribe_http(&app, "http://127.0.0.1:9/hook", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let local =
+        spawn_app_with(AppOptions::default().with_args(&["--public-url", "http://localhost:8080"]))
+            .await;
+    let (status, body) = subscribe_http(&local, "http://127.0.0.1:9/hook", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
 async fn a_name_that_resolves_to_a_refused_address_is_refused_on_every_connection() {
     // The subscription is made while the operator allows loopback; then the server starts
     // without that permission, as if the name had been rebound to 127.0.0.1 since.

@@ -114,6 +114,22 @@ class MotoStack(unittest.TestCase):
             mine = [m for m in mappings if stack in m.get("FunctionArn", "")]
             self.assertEqual(len(mine), 2, mappings)
 
+        # `scripts/aws-redrive STACK announcements` finds the stack's queue and topic by its
+        # outputs and republishes what publish-orders held back.
+        from redrive import main as aws_redrive
+
+        class Moto:
+            def client(self, service):
+                return moto_client(service)
+
+        self.assertIn("HeldBackQueueUrl", outputs)
+        sqs.send_message(
+            QueueUrl=outputs["HeldBackQueueUrl"],
+            MessageBody=json.dumps({"Subject": "OrderCreated", "Message": "{}", "MessageAttributes": {}}),
+        )
+        self.assertEqual(aws_redrive([stack, "announcements"], Moto()), 0)
+        self.assertEqual(sqs.receive_message(QueueUrl=outputs["HeldBackQueueUrl"]).get("Messages", []), [])
+
         # `sam delete` is a stack deletion: nothing of the stack is left.
         cloudformation.delete_stack(StackName=stack)
         tables = moto_client("dynamodb").list_tables()["TableNames"]

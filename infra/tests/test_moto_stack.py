@@ -74,7 +74,10 @@ class MotoStack(unittest.TestCase):
         cloudformation.create_stack(
             StackName=stack,
             TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": "NotificationEmail", "ParameterValue": "ops@example.com"}],
+            Parameters=[
+                {"ParameterKey": "NotificationEmail", "ParameterValue": "ops@example.com"},
+                {"ParameterKey": "AlarmEmail", "ParameterValue": "oncall@example.com"},
+            ],
             Capabilities=["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
         description = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]

@@ -25,6 +25,7 @@ EXPECTED_POLICIES = {
             {"logs:CreateLogStream", "logs:PutLogEvents"},
             "StoreOrdersLogGroup",
         ),
+        "Lambda-XRay": ({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, "*"),
     },
     "PublishOrdersRole": {
         "Lambda-SNS-Publish": ({"sns:Publish", "sns:GetTopicAttributes"}, "OrdersTopic"),
@@ -43,11 +44,22 @@ EXPECTED_POLICIES = {
             {"logs:CreateLogStream", "logs:PutLogEvents"},
             "PublishOrdersLogGroup",
         ),
+        "Lambda-XRay": ({"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, "*"),
     },
     "ApiRole": {
         "APIGateway-SQS-SendMessage": ({"sqs:SendMessage"}, "OrdersQueue"),
         "APIGateway-DynamoDB-GetItem": ({"dynamodb:GetItem"}, "OrdersTable"),
     },
+    # API Gateway's account-wide role for access logs: the AWS managed policy only.
+    "ApiGatewayCloudWatchRole": {},
+}
+
+# X-Ray's write actions have no resource-level permissions: their one resource is "*".
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html
+MANAGED = {
+    "ApiGatewayCloudWatchRole": [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}
+    ]
 }
 
 
@@ -93,8 +105,8 @@ class Template(unittest.TestCase):
         self.assertEqual(set(roles), set(EXPECTED_POLICIES), "one role per function and one for the API")
         for role, expected in EXPECTED_POLICIES.items():
             props = roles[role]["Properties"]
-            self.assertNotIn("ManagedPolicyArns", props, role)
-            policies = {p["PolicyName"]: p["PolicyDocument"] for p in props["Policies"]}
+            self.assertEqual(props.get("ManagedPolicyArns"), MANAGED.get(role), role)
+            policies = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies", [])}
             self.assertEqual(set(policies), set(expected), role)
             for name, (actions, target) in expected.items():
                 granted = set()
@@ -104,6 +116,9 @@ class Template(unittest.TestCase):
                         self.assertNotIn("*", action, f"{role}/{name}: wildcard action {action}")
                         granted.add(action)
                     for resource in as_list(statement["Resource"]):
+                        if target == "*":
+                            self.assertEqual(resource, "*", f"{role}/{name}")
+                            continue
                         self.assertNotIsInstance(
                             resource, str, f"{role}/{name}: literal resource {resource!r} instead of this stack's ARN"
                         )

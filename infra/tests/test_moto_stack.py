@@ -77,6 +77,7 @@ class MotoStack(unittest.TestCase):
             Parameters=[
                 {"ParameterKey": "NotificationEmail", "ParameterValue": "ops@example.com"},
                 {"ParameterKey": "AlarmEmail", "ParameterValue": "oncall@example.com"},
+                {"ParameterKey": "NamePrefix", "ParameterValue": stack},
             ],
             Capabilities=["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )

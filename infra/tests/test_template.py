@@ -213,7 +213,7 @@ class Template(unittest.TestCase):
             "OrdersApi": "POC-API",
         }
         for logical, prop in names.items():
-            self.assertEqual(self.r[logical]["Properties"][prop], {"Fn::Sub": "${AWS::StackName}-" + wanted[logical]})
+            self.assertEqual(self.r[logical]["Properties"][prop], {"Fn::Sub": "${NamePrefix}-" + wanted[logical]})
 
     def test_every_api_answer_carries_the_cors_header(self):
         for name, method in resources(self.t, "AWS::ApiGateway::Method").items():

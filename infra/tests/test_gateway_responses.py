@@ -84,6 +84,15 @@ class GatewayResponses(unittest.TestCase):
                         variable, "$context.error.messageString", f"{name}: {variable} is not JSON-quoted by API Gateway"
                     )
 
+    def test_a_route_only_orderflow_serve_has_is_a_404_that_says_so(self):
+        # API Gateway answers unknown routes with MISSING_AUTHENTICATION_TOKEN (403):
+        # https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html
+        responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in gateway_responses().values()}
+        missing = responses["MISSING_AUTHENTICATION_TOKEN"]
+        self.assertEqual(missing["StatusCode"], "404")
+        body = json.loads(substitute(missing["ResponseTemplates"]["application/json"], context_for("Missing Authentication Token")))
+        self.assertIn("orderflow serve only", body["error"])
+
     def test_a_schema_violation_is_a_400_and_a_throttled_request_says_when_to_retry(self):
         responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in gateway_responses().values()}
         self.assertEqual(responses["BAD_REQUEST_BODY"]["StatusCode"], "400")

@@ -251,6 +251,7 @@ class GetOrder(unittest.TestCase):
         )
         item = fixture_item()
         item["notes"] = {"S": ORDER["notes"]}
+        item["requestId"] = {"S": "req-7"}
         dynamodb.put_item(TableName=table, Item=item)
         headers = {
             "Content-Type": "application/x-amz-json-1.0",
@@ -278,6 +279,7 @@ class GetOrder(unittest.TestCase):
                 "status": "STORED",
                 "receivedAt": "2023-11-14T22:13:20.123Z",
                 "storedAt": "2023-11-14T22:13:20.512Z",
+                "requestId": "req-7",
             },
         )
         missing = call("/", json.dumps(self.get_item(table, "ord-404")), headers)

@@ -74,7 +74,11 @@ class MotoStack(unittest.TestCase):
         cloudformation.create_stack(
             StackName=stack,
             TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": "NotificationEmail", "ParameterValue": "ops@example.com"}],
+            Parameters=[
+                {"ParameterKey": "NotificationEmail", "ParameterValue": "ops@example.com"},
+                {"ParameterKey": "AlarmEmail", "ParameterValue": "oncall@example.com"},
+                {"ParameterKey": "NamePrefix", "ParameterValue": stack},
+            ],
             Capabilities=["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
         description = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
@@ -114,6 +118,22 @@ class MotoStack(unittest.TestCase):
             mappings = moto_client("lambda").list_event_source_mappings()["EventSourceMappings"]
             mine = [m for m in mappings if stack in m.get("FunctionArn", "")]
             self.assertEqual(len(mine), 2, mappings)
+
+        # `scripts/aws-redrive STACK announcements` finds the stack's queue and topic by its
+        # outputs and republishes what publish-orders held back.
+        from redrive import main as aws_redrive
+
+        class Moto:
+            def client(self, service):
+                return moto_client(service)
+
+        self.assertIn("HeldBackQueueUrl", outputs)
+        sqs.send_message(
+            QueueUrl=outputs["HeldBackQueueUrl"],
+            MessageBody=json.dumps({"Subject": "OrderCreated", "Message": "{}", "MessageAttributes": {}}),
+        )
+        self.assertEqual(aws_redrive([stack, "announcements"], Moto()), 0)
+        self.assertEqual(sqs.receive_message(QueueUrl=outputs["HeldBackQueueUrl"]).get("Messages", []), [])
 
         # `sam delete` is a stack deletion: nothing of the stack is left.
         cloudformation.delete_stack(StackName=stack)

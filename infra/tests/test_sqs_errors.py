@@ -89,5 +89,31 @@ class SqsErrors(unittest.TestCase):
                     self.assertNotIn("Retry-After", headers, name)
 
 
+class DynamoDbErrors(unittest.TestCase):
+    """GET /orders/{orderID}: DynamoDB throttling is a retryable 503, as with serve.
+    https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+    """
+
+    def test_throttling_is_a_503_with_retry_after_and_our_own_faults_a_500(self):
+        get = load_template()["Resources"]["GetOrderMethod"]["Properties"]
+        helper = SqsErrors()
+        helper.responses = get["Integration"]["IntegrationResponses"]
+        helper.method_responses = {r["StatusCode"]: r.get("ResponseParameters", {}) for r in get["MethodResponses"]}
+
+        def dynamodb(status, kind):
+            body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "m"})
+            return helper.answer(status, body)
+
+        for kind in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+            final, headers, body = dynamodb(400, kind)
+            self.assertEqual((final, headers.get("Retry-After")), (503, "1"), kind)
+            self.assertIn("retry", body["error"])
+        final, headers, _ = dynamodb(500, "InternalServerError")
+        self.assertEqual((final, headers.get("Retry-After")), (503, "1"))
+        final, headers, _ = dynamodb(400, "ResourceNotFoundException")
+        self.assertEqual(final, 500)
+        self.assertNotIn("Retry-After", headers)
+
+
 if __name__ == "__main__":
     unittest.main()

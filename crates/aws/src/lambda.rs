@@ -6,6 +6,8 @@ use tracing_subscriber::EnvFilter;
 pub const ORDERS_TABLE: &str = "ORDERS_TABLE";
 /// The topic the publish function announces on (set by the SAM template).
 pub const ORDERS_TOPIC_ARN: &str = "ORDERS_TOPIC_ARN";
+/// Where the publish function holds back what SNS did not take (set by the SAM template).
+pub const HELD_BACK_QUEUE_URL: &str = "HELD_BACK_QUEUE_URL";
 
 #[derive(thiserror::Error)]
 pub enum ConfigError {

@@ -1,10 +1,12 @@
-//! AWS adapters for the core ports (the `orders` table on DynamoDB, the topic on SNS) and
-//! the little the two Lambda binaries share.
+//! AWS adapters for the core ports (the `orders` table on DynamoDB, the topic on SNS, with
+//! what SNS cannot take held back on SQS) and the little the two Lambda binaries share.
 
+pub mod held_back;
 pub mod lambda;
 pub mod sns;
 pub mod table;
 
+pub use held_back::HeldBackTopic;
 pub use sns::SnsTopic;
 pub use table::DynamoDbOrderTable;
 

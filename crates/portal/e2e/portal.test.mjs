@@ -314,6 +314,18 @@ test('on AWS, a schema error that names no field is a readable message and marks
   await context.close();
 });
 
+test('on AWS, recent orders says it is an orderflow serve page instead of failing silently', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await newPage(context, 'aws recent orders');
+  const body = await awsGatewayResponse('MISSING_AUTHENTICATION_TOKEN', 'Missing Authentication Token');
+  await page.route(/\/orders\?/, (route) => route.fulfill({ status: 404, contentType: 'application/json', body }));
+  await page.goto(`${baseUrl}/orders.html`);
+  const box = page.locator('#orders-error');
+  await box.waitFor({ state: 'visible' });
+  assert.match(await text(box), /orderflow serve only/);
+  await context.close();
+});
+
 test('recent orders lists the stored order with its items', async () => {
   assert.ok(placedOrderId, 'the first test placed an order');
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -111,14 +111,25 @@ async fn an_order_goes_from_the_sqs_event_to_a_filtered_sns_subscriber() {
     assert!(records.iter().all(|r| r["eventName"] == "INSERT"));
 
     // Lambda 2, fed the records read back from moto's DynamoDB Streams.
+    let held_back = moto.create_queue("held-back").await;
     let publish = Function::start(
         &publish(),
         "publish-orders",
-        &with(&moto, &[("ORDERS_TOPIC_ARN", &topic_arn)]),
+        &with(
+            &moto,
+            &[
+                ("ORDERS_TOPIC_ARN", &topic_arn),
+                ("HELD_BACK_QUEUE_URL", &held_back),
+            ],
+        ),
     )
     .await;
     let answer = response(publish.invoke(&event).await, &publish);
     assert_eq!(answer, json!({ "batchItemFailures": [] }));
+    assert!(
+        moto.receive(&held_back, 0).await.is_empty(),
+        "nothing is held back while SNS takes every announcement"
+    );
 
     let eur = moto.receive(&eur_queue, 1).await;
     assert_eq!(
@@ -183,7 +194,56 @@ async fn an_order_goes_from_the_sqs_event_to_a_filtered_sns_subscriber() {
 }
 
 #[tokio::test]
-async fn publish_reports_the_first_record_it_could_not_publish() {
+async fn announcements_sns_does_not_take_are_held_back_whole_and_nothing_fails() {
+    let moto = moto_or_skip!();
+    let (table_name, stream_arn) = moto.create_orders_table().await;
+    let store = Function::start(
+        &store(),
+        "store-orders",
+        &with(&moto, &[("ORDERS_TABLE", &table_name)]),
+    )
+    .await;
+    response(store.invoke(&sqs_event_fixture()).await, &store);
+    let event = moto.stream_event(&stream_arn).await;
+
+    // SNS is "down": the topic does not exist.
+    let held_back = moto.create_queue("held-back").await;
+    let publish = Function::start(
+        &publish(),
+        "publish-orders",
+        &with(
+            &moto,
+            &[
+                (
+                    "ORDERS_TOPIC_ARN",
+                    "arn:aws:sns:us-east-1:123456789012:gone",
+                ),
+                ("HELD_BACK_QUEUE_URL", &held_back),
+            ],
+        ),
+    )
+    .await;
+    let answer = response(publish.invoke(&event).await, &publish);
+    assert_eq!(answer, json!({ "batchItemFailures": [] }));
+    let held = moto.receive(&held_back, 2).await;
+    let mut ids: Vec<String> = held
+        .iter()
+        .map(|h| {
+            assert_eq!(h["Subject"], "OrderCreated");
+            assert_eq!(
+                h["MessageAttributes"]["eventType"],
+                json!({ "DataType": "String", "StringValue": "OrderCreated" })
+            );
+            let message: Value = serde_json::from_str(h["Message"].as_str().unwrap()).unwrap();
+            message["order"]["orderID"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["ord-1001", "ord-1002"], "each announcement, whole");
+}
+
+#[tokio::test]
+async fn publish_reports_the_first_record_it_could_neither_publish_nor_hold_back() {
     let moto = moto_or_skip!();
     let (table_name, stream_arn) = moto.create_orders_table().await;
     let store = Function::start(
@@ -201,10 +261,16 @@ async fn publish_reports_the_first_record_it_could_not_publish() {
         "publish-orders",
         &with(
             &moto,
-            &[(
-                "ORDERS_TOPIC_ARN",
-                "arn:aws:sns:us-east-1:123456789012:gone",
-            )],
+            &[
+                (
+                    "ORDERS_TOPIC_ARN",
+                    "arn:aws:sns:us-east-1:123456789012:gone",
+                ),
+                (
+                    "HELD_BACK_QUEUE_URL",
+                    &format!("{}/123456789012/gone-too", moto.url),
+                ),
+            ],
         ),
     )
     .await;
@@ -234,6 +300,7 @@ async fn init_makes_no_network_call_before_the_first_event() {
         &[
             ("ORDERS_TABLE", "orders"),
             ("ORDERS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
+            ("HELD_BACK_QUEUE_URL", "http://127.0.0.1:9/123456789012/q"),
         ],
     );
     for (k, v) in env.iter_mut() {

@@ -131,6 +131,18 @@ impl Moto {
         (name, stream_arn)
     }
 
+    /// A fresh queue; returns its URL.
+    pub async fn create_queue(&self, prefix: &str) -> String {
+        self.sqs()
+            .create_queue()
+            .queue_name(unique(prefix))
+            .send()
+            .await
+            .expect("moto creates the queue")
+            .queue_url
+            .expect("a queue URL")
+    }
+
     pub async fn create_topic(&self) -> String {
         self.sns()
             .create_topic()

@@ -9,6 +9,7 @@ template.
 """
 
 import json
+import re
 import unittest
 import uuid
 
@@ -76,6 +77,39 @@ class DownstreamQueueTemplate(unittest.TestCase):
             p["FilterPolicyScope"],
             {"Fn::If": ["HasDownstreamFilter", {"Ref": "DownstreamFilterPolicyScope"}, {"Ref": "AWS::NoValue"}]},
         )
+
+    def test_its_names_fit_sqs_for_every_stack_name_the_rest_of_the_template_fits(self):
+        # Name limits: SQS QueueName 80 (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html),
+        # Lambda FunctionName 64, IAM RoleName 64, SNS TopicName 256, DynamoDB TableName 255.
+        limits = {
+            ("AWS::SQS::Queue", "QueueName"): 80,
+            ("AWS::Serverless::Function", "FunctionName"): 64,
+            ("AWS::Lambda::Function", "FunctionName"): 64,
+            ("AWS::IAM::Role", "RoleName"): 64,
+            ("AWS::SNS::Topic", "TopicName"): 256,
+            ("AWS::DynamoDB::Table", "TableName"): 255,
+        }
+        pattern = self.t["Parameters"]["DownstreamQueueName"]["AllowedPattern"]
+        longest = int(re.fullmatch(r"\^\[A-Za-z0-9_-\]\{0,(\d+)\}\$", pattern).group(1))
+        stack_budget, downstream = 128, []
+        for logical, resource in self.r.items():
+            for (kind, prop), limit in limits.items():
+                name = resource.get("Properties", {}).get(prop) if resource["Type"] == kind else None
+                if not (isinstance(name, dict) and "Fn::Sub" in name):
+                    continue
+                suffix = name["Fn::Sub"].replace("${AWS::StackName}", "")
+                if "${DownstreamQueueName}" in suffix:
+                    downstream.append((logical, len(suffix.replace("${DownstreamQueueName}", "x" * longest)), limit))
+                else:
+                    stack_budget = min(stack_budget, limit - len(suffix))
+        self.assertEqual(len(downstream), 2, downstream)
+        for logical, suffix, limit in downstream:
+            self.assertLessEqual(
+                stack_budget + suffix,
+                limit,
+                f"{logical}: a {stack_budget}-character stack name fits the other resources, "
+                f"but with a {longest}-character DownstreamQueueName this name is too long",
+            )
 
 
 def order_created(order_id: str, currency: str) -> str:

@@ -46,6 +46,12 @@ class DownstreamQueueTemplate(unittest.TestCase):
         )
         self.assertTrue(queue["SqsManagedSseEnabled"])
         self.assertTrue(self.r["DownstreamDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"])
+        # SSE-SQS, not SSE-KMS: for SNS to send to a KMS-encrypted queue "you must create a
+        # customer managed KMS key and add permissions in the key policy" for it; the AWS managed
+        # alias/aws/sqs key's policy cannot be changed, so SNS's deliveries would be refused.
+        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html
+        for logical in ("DownstreamQueue", "DownstreamDeadLetterQueue"):
+            self.assertNotIn("KmsMasterKeyId", self.r[logical]["Properties"], logical)
 
     def test_only_this_topic_may_send_to_the_queue(self):
         policy = self.r["DownstreamQueuePolicy"]["Properties"]
@@ -237,6 +243,23 @@ class DownstreamQueueOnMoto(unittest.TestCase):
         publish_as_publish_orders(sns, topic_arn, "ord-usd", "USD")
         received = self.receive(queue_url, 2)
         self.assertEqual([m["Body"] for m in received], [eur])
+
+    def test_a_body_filter_names_the_event_fields_under_order_as_the_readme_shows(self):
+        # The currency is a field of the event's `order`, not a top-level one: a body policy on
+        # `currency` alone matches no order at all.
+        for policy, wanted in [({"order": {"currency": ["EUR"]}}, ["EUR"]), ({"currency": ["EUR"]}, [])]:
+            topic_arn, queue_url, _ = self.deploy(
+                {
+                    "DownstreamQueueName": "by-body",
+                    "DownstreamRawMessageDelivery": "true",
+                    "DownstreamFilterPolicy": json.dumps(policy),
+                    "DownstreamFilterPolicyScope": "MessageBody",
+                }
+            )
+            sns = moto_client("sns")
+            sent = {c: publish_as_publish_orders(sns, topic_arn, f"ord-{c}", c) for c in ["EUR", "USD"]}
+            received = self.receive(queue_url, len(wanted) or 1)
+            self.assertEqual([m["Body"] for m in received], [sent[c] for c in wanted], policy)
 
     def test_without_raw_delivery_the_queue_gets_the_sns_envelope_of_the_event(self):
         topic_arn, queue_url, _ = self.deploy({"DownstreamQueueName": "enveloped", "DownstreamRawMessageDelivery": "false"})

@@ -9,6 +9,7 @@ template.
 """
 
 import json
+import re
 import unittest
 import uuid
 
@@ -45,6 +46,12 @@ class DownstreamQueueTemplate(unittest.TestCase):
         )
         self.assertTrue(queue["SqsManagedSseEnabled"])
         self.assertTrue(self.r["DownstreamDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"])
+        # SSE-SQS, not SSE-KMS: for SNS to send to a KMS-encrypted queue "you must create a
+        # customer managed KMS key and add permissions in the key policy" for it; the AWS managed
+        # alias/aws/sqs key's policy cannot be changed, so SNS's deliveries would be refused.
+        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html
+        for logical in ("DownstreamQueue", "DownstreamDeadLetterQueue"):
+            self.assertNotIn("KmsMasterKeyId", self.r[logical]["Properties"], logical)
 
     def test_only_this_topic_may_send_to_the_queue(self):
         policy = self.r["DownstreamQueuePolicy"]["Properties"]
@@ -76,6 +83,39 @@ class DownstreamQueueTemplate(unittest.TestCase):
             p["FilterPolicyScope"],
             {"Fn::If": ["HasDownstreamFilter", {"Ref": "DownstreamFilterPolicyScope"}, {"Ref": "AWS::NoValue"}]},
         )
+
+    def test_its_names_fit_sqs_for_every_stack_name_the_rest_of_the_template_fits(self):
+        # Name limits: SQS QueueName 80 (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html),
+        # Lambda FunctionName 64, IAM RoleName 64, SNS TopicName 256, DynamoDB TableName 255.
+        limits = {
+            ("AWS::SQS::Queue", "QueueName"): 80,
+            ("AWS::Serverless::Function", "FunctionName"): 64,
+            ("AWS::Lambda::Function", "FunctionName"): 64,
+            ("AWS::IAM::Role", "RoleName"): 64,
+            ("AWS::SNS::Topic", "TopicName"): 256,
+            ("AWS::DynamoDB::Table", "TableName"): 255,
+        }
+        pattern = self.t["Parameters"]["DownstreamQueueName"]["AllowedPattern"]
+        longest = int(re.fullmatch(r"\^\[A-Za-z0-9_-\]\{0,(\d+)\}\$", pattern).group(1))
+        stack_budget, downstream = 128, []
+        for logical, resource in self.r.items():
+            for (kind, prop), limit in limits.items():
+                name = resource.get("Properties", {}).get(prop) if resource["Type"] == kind else None
+                if not (isinstance(name, dict) and "Fn::Sub" in name):
+                    continue
+                suffix = name["Fn::Sub"].replace("${AWS::StackName}", "")
+                if "${DownstreamQueueName}" in suffix:
+                    downstream.append((logical, len(suffix.replace("${DownstreamQueueName}", "x" * longest)), limit))
+                else:
+                    stack_budget = min(stack_budget, limit - len(suffix))
+        self.assertEqual(len(downstream), 2, downstream)
+        for logical, suffix, limit in downstream:
+            self.assertLessEqual(
+                stack_budget + suffix,
+                limit,
+                f"{logical}: a {stack_budget}-character stack name fits the other resources, "
+                f"but with a {longest}-character DownstreamQueueName this name is too long",
+            )
 
 
 def order_created(order_id: str, currency: str) -> str:
@@ -203,6 +243,23 @@ class DownstreamQueueOnMoto(unittest.TestCase):
         publish_as_publish_orders(sns, topic_arn, "ord-usd", "USD")
         received = self.receive(queue_url, 2)
         self.assertEqual([m["Body"] for m in received], [eur])
+
+    def test_a_body_filter_names_the_event_fields_under_order_as_the_readme_shows(self):
+        # The currency is a field of the event's `order`, not a top-level one: a body policy on
+        # `currency` alone matches no order at all.
+        for policy, wanted in [({"order": {"currency": ["EUR"]}}, ["EUR"]), ({"currency": ["EUR"]}, [])]:
+            topic_arn, queue_url, _ = self.deploy(
+                {
+                    "DownstreamQueueName": "by-body",
+                    "DownstreamRawMessageDelivery": "true",
+                    "DownstreamFilterPolicy": json.dumps(policy),
+                    "DownstreamFilterPolicyScope": "MessageBody",
+                }
+            )
+            sns = moto_client("sns")
+            sent = {c: publish_as_publish_orders(sns, topic_arn, f"ord-{c}", c) for c in ["EUR", "USD"]}
+            received = self.receive(queue_url, len(wanted) or 1)
+            self.assertEqual([m["Body"] for m in received], [sent[c] for c in wanted], policy)
 
     def test_without_raw_delivery_the_queue_gets_the_sns_envelope_of_the_event(self):
         topic_arn, queue_url, _ = self.deploy({"DownstreamQueueName": "enveloped", "DownstreamRawMessageDelivery": "false"})

@@ -11,6 +11,7 @@ use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use orderflow_core::{
     MessageAttribute, OrderCreated, Publication, TOPIC_SUBJECT, Topic, TopicError,
 };
+use serde_json::value::RawValue;
 
 /// "Publishes up to 10 messages to the specified topic in a single batch", and "the maximum
 /// total payload size (the sum of the individual lengths of all of the batched messages)"
@@ -42,43 +43,73 @@ fn detail(message: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// The top-level keys SNS reads as protocols in a `MessageStructure=json` message
+/// (subscription protocols and mobile platforms,
+/// <https://docs.aws.amazon.com/sns/latest/api/API_Publish.html> and
+/// <https://docs.aws.amazon.com/sns/latest/dg/sns-send-custom-platform-specific-payloads-mobile-devices.html>).
+/// The event's own fields must never take one of these names: SNS would deliver a string value
+/// to that protocol instead of `default`, or, "Duplicate keys are not allowed", refuse the publish.
+pub const PROTOCOL_KEYS: &[&str] = &[
+    "default",
+    "http",
+    "https",
+    "email",
+    "email-json",
+    "sqs",
+    "lambda",
+    "sms",
+    "application",
+    "firehose",
+    "APNS",
+    "APNS_SANDBOX",
+    "APNS_VOIP",
+    "APNS_VOIP_SANDBOX",
+    "MACOS",
+    "MACOS_SANDBOX",
+    "GCM",
+    "ADM",
+    "BAIDU",
+    "MPNS",
+    "WNS",
+];
+
 /// The `Message` to publish and whether it is a per-protocol JSON object.
 ///
 /// For an `OrderCreated` event: `MessageStructure=json` with `default` the event JSON (what
 /// HTTP, SQS, Lambda and `email-json` subscribers receive, as before) and `email` the order
-/// mail's text. "If you want to send different messages for each transport protocol, set
-/// the value of the MessageStructure parameter to json"; the `default` key's message goes to
-/// every protocol without a key of its own, and "keys that do not correspond to supported
-/// transport protocols are ignored" (<https://docs.aws.amazon.com/sns/latest/api/API_Publish.html>,
-/// `Message` and `MessageStructure`).
+/// mail's text. With `MessageStructure=json` the message must "be a syntactically valid JSON
+/// object" and "contain at least a top-level JSON key of "default" with a value that is a
+/// string"; "keys in the JSON object that correspond to supported transport protocols must have
+/// simple JSON string values", "non-string values will cause the key to be ignored", "keys that
+/// do not correspond to supported transport protocols are ignored" and "duplicate keys are not
+/// allowed" (<https://docs.aws.amazon.com/sns/latest/api/API_Publish.html>, `Message` and
+/// `MessageStructure`).
 ///
-/// The event's own fields (`type`, `order`) are also top-level keys of the object, which SNS
-/// therefore ignores for delivery. They are there for `FilterPolicyScope: MessageBody`: SNS
-/// documents that such a policy applies "to the message body", not whether that is the
-/// protocol's message or the published JSON object; moto matches the published object,
-/// LocalStack the protocol's message. Either way a body filter sees the `OrderCreated` fields.
+/// The event's own top-level fields (`type`, `order`) are also keys of the object: by the rules
+/// above SNS ignores them for delivery (neither is a protocol; `order` is not even a string).
+/// They are there for `FilterPolicyScope: MessageBody`: SNS documents that such a policy
+/// applies "to the message body", not whether that is the protocol's message or the published
+/// JSON object; moto matches the published object, LocalStack the protocol's message. Either
+/// way a body filter sees the `OrderCreated` fields. A field named like a protocol is left out
+/// (it would be delivered, or be a duplicate key). Numbers keep their exact text (raw values).
 /// Any other message goes out as it is.
 pub fn message_for(publication: &Publication) -> (String, bool) {
-    let message = publication.message.trim();
-    let fields = message
-        .strip_prefix('{')
-        .and_then(|m| m.strip_suffix('}'))
-        .map(str::trim);
-    match (OrderCreated::from_message(message), fields) {
-        (Some(event), Some(fields)) => {
-            let mail = event.mail();
-            let head = serde_json::json!({ "default": publication.message, "email": mail.body })
-                .to_string();
-            let head = head.strip_suffix('}').expect("a JSON object ends with }");
-            let structure = if fields.is_empty() {
-                format!("{head}}}")
-            } else {
-                format!("{head},{fields}}}")
-            };
-            (structure, true)
-        }
-        _ => (publication.message.clone(), false),
-    }
+    let Some(event) = OrderCreated::from_message(&publication.message) else {
+        return (publication.message.clone(), false);
+    };
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(&publication.message)
+    else {
+        return (publication.message.clone(), false);
+    };
+    let text = |s: &str| serde_json::value::to_raw_value(s).expect("a string serializes");
+    let mut structure: BTreeMap<String, Box<RawValue>> = fields
+        .into_iter()
+        .filter(|(key, _)| !PROTOCOL_KEYS.contains(&key.as_str()))
+        .collect();
+    structure.insert("default".into(), text(&publication.message));
+    structure.insert("email".into(), text(&event.mail().body));
+    let structure = serde_json::to_string(&structure).expect("a map of JSON values serializes");
+    (structure, true)
 }
 
 fn attribute_value(attribute: &MessageAttribute) -> Result<MessageAttributeValue, TopicError> {
@@ -319,6 +350,128 @@ mod tests {
         assert!(
             message.contains(&format!("\"total\":{}", event.order.total)),
             "numbers keep their exact text: {message}"
+        );
+    }
+
+    /// A JSON object's members in order, duplicates kept (a `Value` would keep only the last).
+    struct Members(Vec<(String, serde_json::Value)>);
+
+    impl<'de> serde::Deserialize<'de> for Members {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Members;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Members, A::Error> {
+                    let mut members = Vec::new();
+                    while let Some(member) = map.next_entry()? {
+                        members.push(member);
+                    }
+                    Ok(Members(members))
+                }
+            }
+            d.deserialize_map(Visitor)
+        }
+    }
+
+    /// SNS's rules for a `MessageStructure=json` message, as API_Publish states them: a JSON
+    /// object, a string `default`, string values for every protocol key, no duplicate keys.
+    fn assert_sns_accepts_as_structure(message: &str) -> Vec<(String, serde_json::Value)> {
+        let Members(members) = serde_json::from_str(message).expect("a JSON object");
+        let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            before,
+            "duplicate keys are not allowed: {message}"
+        );
+        assert!(keys.contains(&"default"), "{message}");
+        for (key, value) in &members {
+            if PROTOCOL_KEYS.contains(&key.as_str()) {
+                assert!(value.is_string(), "{key} must be a string: {message}");
+            }
+        }
+        members
+    }
+
+    #[test]
+    fn the_structure_keeps_snss_rules_for_message_structure_json() {
+        let publication = OrderCreated::new(sample_order()).to_publication("d".into());
+        let (message, structured) = message_for(&publication);
+        assert!(structured);
+        let members = assert_sns_accepts_as_structure(&message);
+        let mut non_protocol: Vec<&str> = members
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !PROTOCOL_KEYS.contains(k))
+            .collect();
+        non_protocol.sort();
+        assert_eq!(
+            non_protocol,
+            ["order", "type"],
+            "only the event's fields, which SNS ignores for delivery"
+        );
+    }
+
+    #[test]
+    fn an_event_field_named_like_a_protocol_is_left_out_rather_than_duplicated_or_delivered() {
+        let event = OrderCreated::new(sample_order());
+        let plain = serde_json::to_string(&event).unwrap();
+        // Fields an event could grow: they must not become a second `email` or an `sqs` message.
+        let message = format!(
+            "{{\"email\":\"not the mail\",\"sqs\":\"not the event\",\"default\":{{}},{}",
+            &plain[1..]
+        );
+        let publication = Publication {
+            dedup_id: "d".into(),
+            subject: "S".into(),
+            message: message.clone(),
+            attributes: BTreeMap::new(),
+        };
+        let (structure, structured) = message_for(&publication);
+        assert!(structured, "still an OrderCreated event");
+        let members = assert_sns_accepts_as_structure(&structure);
+        let keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["default", "email", "order", "type"], "{structure}");
+        let value = |key: &str| &members.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(value("default"), message.as_str());
+        assert_eq!(value("email"), event.mail().body.as_str());
+    }
+
+    /// The structure carries the event twice (as `default`'s string and as the body-filter
+    /// fields) and the mail once; SNS refuses a message over 256 KiB. The schema's limits (100
+    /// items, 64-character SKUs and ids, 254-character e-mail, 1000-character notes, address
+    /// fields of 200/100/20) filled with the characters that grow most when escaped (a control
+    /// character: `\u0001` in JSON, again escaped in `default`, `\u{1}` in the mail) must fit.
+    #[test]
+    fn the_largest_order_the_schema_admits_fits_one_sns_message() {
+        let mut order = sample_order();
+        let worst = |n: usize| "\u{1}".repeat(n);
+        let mut item = order.order.items[0].clone();
+        item.sku = worst(64);
+        order.order.items = vec![item; 100];
+        order.order.customer_id = worst(64);
+        order.order.customer_email = Some(worst(254));
+        order.order.notes = Some(worst(1000));
+        let address = order.order.shipping_address.as_mut().unwrap();
+        address.line1 = worst(200);
+        address.city = worst(100);
+        address.postal_code = worst(20);
+        address.country = worst(2);
+        let publication = OrderCreated::new(order).to_publication("d".into());
+        let (message, structured) = message_for(&publication);
+        assert!(structured);
+        let size = payload_bytes(&message, &publication.attributes);
+        assert!(
+            size <= MAX_BATCH_BYTES,
+            "{size} bytes: over SNS's limit, such an order could never be published"
         );
     }
 

@@ -117,7 +117,9 @@ pub fn body(order: &StoredOrder) -> String {
 /// `s` on one line with everything that could move the cursor or reorder text made
 /// visible: `\n`, `\r`, `\t`, other control characters (C0, DEL, C1 such as NEL) and the
 /// Unicode line/paragraph separators, zero-width and bidirectional formatting characters
-/// as `\u{..}`; a backslash doubles, so an escape cannot be mistaken for typed text.
+/// (all of Unicode's `Bidi_Control` set, the Arabic letter mark U+061C included), the soft
+/// hyphen and the interlinear annotation marks as `\u{..}`; a backslash doubles, so an escape
+/// cannot be mistaken for typed text.
 pub fn visible(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -139,10 +141,14 @@ fn is_hidden(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200B}'..='\u{200F}'
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
                 | '\u{2028}'..='\u{202E}'
                 | '\u{2060}'..='\u{2069}'
                 | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
         )
 }
 
@@ -278,6 +284,14 @@ mod tests {
         assert_eq!(visible("a\\nb"), "a\\\\nb");
         assert_eq!(visible("\u{1b}[31m"), "\\u{1b}[31m");
         assert_eq!(visible("\u{202e}x"), "\\u{202e}x");
+        // Unicode's Bidi_Control characters (UAX #9, table 4), every one of them.
+        for c in [
+            '\u{61c}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
+            '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ] {
+            assert_eq!(visible(&c.to_string()), format!("\\u{{{:x}}}", c as u32));
+        }
+        assert_eq!(visible("a\u{ad}b\u{fff9}c"), "a\\u{ad}b\\u{fff9}c");
         assert_eq!(visible("Zoë O'Brien, 東京"), "Zoë O'Brien, 東京");
     }
 

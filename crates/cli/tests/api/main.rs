@@ -4,6 +4,7 @@ mod auth;
 mod backpressure;
 mod bench;
 mod cli;
+mod control_characters;
 mod crash;
 mod dead_letters;
 mod delivery;

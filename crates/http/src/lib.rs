@@ -8,6 +8,7 @@ mod fanout;
 pub mod limits;
 mod observe;
 pub mod openapi;
+pub mod rate_limit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub metrics_open: bool,
     pub limits: Arc<Limits>,
     gauges: Arc<limits::Gauges>,
+    rate_limiter: Option<Arc<rate_limit::ClientLimiter>>,
 }
 
 impl AppState {
@@ -59,6 +61,7 @@ impl AppState {
             metrics_open: false,
             limits: Arc::new(Limits::default()),
             gauges: Arc::default(),
+            rate_limiter: None,
         }
     }
 
@@ -79,8 +82,18 @@ impl AppState {
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.rate_limiter = limits.rate_limit.map(|rate| {
+            Arc::new(rate_limit::ClientLimiter::new(
+                rate,
+                limits.rate_limit_clients,
+            ))
+        });
         self.limits = Arc::new(limits);
         self
+    }
+
+    pub(crate) fn rate_limiter(&self) -> Option<&rate_limit::ClientLimiter> {
+        self.rate_limiter.as_deref()
     }
 }
 
@@ -119,7 +132,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            limits::limit_rate,
+            rate_limit::limit_rate,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

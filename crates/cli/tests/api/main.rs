@@ -21,6 +21,7 @@ mod observability;
 mod orders;
 mod peers;
 mod queue;
+mod rate_limit;
 mod recovery;
 mod shutdown;
 mod signing;

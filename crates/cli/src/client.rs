@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::BoxError;
+use crate::{BoxError, render};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -184,20 +184,20 @@ pub fn describe_error(status: reqwest::StatusCode, body: &str) -> String {
             let mut out = format!(
                 "HTTP {}: {}",
                 status.as_u16(),
-                v["error"].as_str().unwrap_or(body)
+                render::text(v["error"].as_str().unwrap_or(body))
             );
             if let Some(details) = v["details"].as_array() {
                 for d in details {
                     out.push_str(&format!(
                         "\n  {}: {}",
-                        d["field"].as_str().unwrap_or("?"),
-                        d["message"].as_str().unwrap_or("?")
+                        render::field(d, "field", "?"),
+                        render::field(d, "message", "?")
                     ));
                 }
             }
             out
         }
-        Err(_) => format!("HTTP {}: {body}", status.as_u16()),
+        Err(_) => format!("HTTP {}: {}", status.as_u16(), render::text(body)),
     }
 }
 
@@ -224,7 +224,7 @@ pub async fn submit(args: SubmitArgs) -> Result<ExitCode, BoxError> {
         .await?;
         if status == reqwest::StatusCode::ACCEPTED {
             let v: Value = serde_json::from_str(&body)?;
-            println!("{}", v["orderID"].as_str().unwrap_or_default());
+            println!("{}", render::field(&v, "orderID", ""));
         } else {
             failures += 1;
             eprintln!(
@@ -248,7 +248,7 @@ pub async fn orders(args: OrdersArgs) -> Result<ExitCode, BoxError> {
             let path = format!("/orders/{id}");
             match request_json(&client, &args.server, reqwest::Method::GET, &path, None).await? {
                 Ok(v) => {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    println!("{}", render::json_pretty(&v));
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(message) => {
@@ -283,15 +283,15 @@ pub async fn orders(args: OrdersArgs) -> Result<ExitCode, BoxError> {
                 let orders = page["orders"].as_array().cloned().unwrap_or_default();
                 for o in &orders {
                     if json {
-                        println!("{o}");
+                        println!("{}", render::json_line(o));
                     } else {
                         println!(
                             "{:<40} {:<20} {:>14} {:<4} {}",
-                            o["orderID"].as_str().unwrap_or(""),
-                            o["customerId"].as_str().unwrap_or(""),
-                            o["total"].to_string(),
-                            o["currency"].as_str().unwrap_or(""),
-                            o["storedAt"].as_str().unwrap_or("")
+                            render::field(o, "orderID", ""),
+                            render::field(o, "customerId", ""),
+                            render::text(&o["total"].to_string()),
+                            render::field(o, "currency", ""),
+                            render::field(o, "storedAt", "")
                         );
                     }
                 }

@@ -54,6 +54,20 @@ pub struct GuardArgs {
     /// Requests a client may send at once before the rate limit applies (default: one second's worth).
     #[arg(long, env = "ORDERFLOW_RATE_LIMIT_BURST", requires = "rate_limit", value_parser = clap::value_parser!(u32).range(1..))]
     rate_limit_burst: Option<u32>,
+    /// Clients the rate limiter remembers; past it the least recently seen is forgotten
+    /// (it starts again with a full burst). IPv6 clients count per /64.
+    #[arg(long, env = "ORDERFLOW_RATE_LIMIT_CLIENTS", default_value_t = orderflow_http::rate_limit::MAX_TRACKED_CLIENTS as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit_clients: u32,
+    /// A proxy (CIDR, repeatable) whose X-Forwarded-For names the client, for the rate
+    /// limit: the right-most address there that is not a trusted proxy. Without it the
+    /// header is ignored, since any client can write it.
+    #[arg(
+        long = "trust-forwarded-for",
+        value_name = "CIDR",
+        env = "ORDERFLOW_TRUST_FORWARDED_FOR",
+        value_delimiter = ','
+    )]
+    trust_forwarded_for: Vec<orderflow_http::rate_limit::IpNet>,
     /// Longest a request may take, body included (`408` beyond).
     #[arg(long, env = "ORDERFLOW_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
@@ -125,6 +139,8 @@ impl GuardArgs {
                 per_second,
                 burst: self.rate_limit_burst.unwrap_or(per_second),
             }),
+            rate_limit_clients: self.rate_limit_clients as usize,
+            trusted_proxies: self.trust_forwarded_for.clone(),
         }
     }
 }

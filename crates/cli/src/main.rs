@@ -7,6 +7,7 @@ mod dlq;
 mod guard;
 mod network;
 mod observe;
+mod render;
 mod serve;
 mod subscriptions;
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::Value;
 
-use crate::BoxError;
 use crate::client::ServerArgs;
+use crate::{BoxError, render};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -66,7 +66,7 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"stats": stats, "subscriptions": subscriptions})
+            render::json_line(&serde_json::json!({"stats": stats, "subscriptions": subscriptions}))
         );
     } else {
         let age = stats
@@ -103,12 +103,12 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode, BoxError> {
         for s in &failing {
             println!(
                 "  FAILING {} {} {}: {} pending, {} failed; last error: {}",
-                s["name"].as_str().or(s["id"].as_str()).unwrap_or(""),
-                s["protocol"].as_str().unwrap_or(""),
-                s["endpoint"].as_str().unwrap_or(""),
+                render::text(s["name"].as_str().or(s["id"].as_str()).unwrap_or("")),
+                render::field(s, "protocol", ""),
+                render::field(s, "endpoint", ""),
                 n(s, "/deliveries/pending"),
                 n(s, "/deliveries/failed"),
-                s["lastError"].as_str().unwrap_or("-"),
+                render::field(s, "lastError", "-"),
             );
         }
     }
@@ -138,7 +138,7 @@ pub async fn trace(args: TraceArgs) -> Result<ExitCode, BoxError> {
         }
     };
     if args.json {
-        println!("{t}");
+        println!("{}", render::json_line(&t));
     } else {
         print!("{}", render_trace(&t));
     }
@@ -157,13 +157,15 @@ pub async fn trace(args: TraceArgs) -> Result<ExitCode, BoxError> {
 
 /// The timeline: `STAGE  TIME  DETAIL`, a stage not reached yet shows `-`.
 pub fn render_trace(t: &Value) -> String {
+    // Every field the server sent may hold what a client wrote: each line is rendered safe.
     let mut out = format!(
         "order {}  request {}  stage {}\n",
-        s(t, "orderID"),
-        s(t, "requestId"),
-        s(t, "stage")
+        render::text(s(t, "orderID")),
+        render::text(s(t, "requestId")),
+        render::text(s(t, "stage"))
     );
     let mut line = |stage: &str, at: &str, detail: String| {
+        let (at, detail) = (render::text(at), render::text(&detail));
         out.push_str(&format!("  {stage:<10} {at:<25} {detail}\n"));
     };
     line("accepted", s(t, "acceptedAt"), String::new());

@@ -13,7 +13,7 @@ use orderflow_embedded::fanout::spec::{DeliveryPolicy, SubscriptionRequest};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::BoxError;
+use crate::{BoxError, render};
 
 /// `orderflow serve` flags for e-mail and the declarative subscriptions file.
 #[derive(Debug, Args)]
@@ -299,14 +299,13 @@ fn failure(status: reqwest::StatusCode, body: &Value) -> ExitCode {
         status.as_u16(),
         body["error"]
             .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| body.to_string())
+            .map_or_else(|| render::json_line(body), |e| render::text(e).into_owned())
     );
     for d in body["details"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "\n  {}: {}",
-            d["field"].as_str().unwrap_or("?"),
-            d["message"].as_str().unwrap_or("?")
+            render::field(d, "field", "?"),
+            render::field(d, "message", "?")
         ));
     }
     eprintln!("{out}");
@@ -364,12 +363,12 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
                 return Ok(failure(status, &body));
             }
             if add.json {
-                println!("{body}");
+                println!("{}", render::json_line(&body));
             } else {
                 println!(
                     "{}\t{}",
-                    body["subscriptionArn"].as_str().unwrap_or_default(),
-                    body["status"].as_str().unwrap_or_default()
+                    render::field(&body, "subscriptionArn", ""),
+                    render::field(&body, "status", "")
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -385,7 +384,7 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
                 .unwrap_or_default();
             if json {
                 for s in &subs {
-                    println!("{s}");
+                    println!("{}", render::json_line(s));
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -397,10 +396,10 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
                 let d = &s["deliveries"];
                 println!(
                     "{:<36} {:<6} {:<20} {:<40} {:>8} {:>9} {:>6} {:>8}",
-                    s["id"].as_str().unwrap_or_default(),
-                    s["protocol"].as_str().unwrap_or_default(),
-                    s["status"].as_str().unwrap_or_default(),
-                    s["endpoint"].as_str().unwrap_or_default(),
+                    render::field(s, "id", ""),
+                    render::field(s, "protocol", ""),
+                    render::field(s, "status", ""),
+                    render::field(s, "endpoint", ""),
                     d["pending"],
                     d["delivered"],
                     d["failed"],
@@ -458,7 +457,7 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
             let deliveries = body["deliveries"].as_array().cloned().unwrap_or_default();
             if json {
                 for d in &deliveries {
-                    println!("{d}");
+                    println!("{}", render::json_line(d));
                 }
             } else {
                 println!(
@@ -469,10 +468,10 @@ pub async fn run(args: SubscriptionsArgs) -> Result<ExitCode, BoxError> {
                     println!(
                         "{:>10} {:<36} {:>8} {:<24} {}",
                         d["deliveryId"],
-                        d["messageId"].as_str().unwrap_or_default(),
+                        render::field(d, "messageId", ""),
                         d["attempts"],
-                        d["failedAt"].as_str().unwrap_or_default(),
-                        d["lastError"].as_str().unwrap_or_default()
+                        render::field(d, "failedAt", ""),
+                        render::field(d, "lastError", "")
                     );
                 }
             }

@@ -384,6 +384,13 @@ fn pattern_message(path: &str) -> &'static str {
         "must be a 2-letter upper-case ISO 3166 country code, like \"DE\""
     } else if path == "customerEmail" {
         "must be an e-mail address"
+    } else if path == "notes" {
+        "must not contain control characters other than newline and tab"
+    } else if path == "customerId" || path.ends_with(".sku") || path.starts_with("shippingAddress.")
+    {
+        // They reach e-mails and terminals, where escape sequences and line breaks forge
+        // lines ("Total: 0.01 EUR") or run terminal commands.
+        "must not contain control characters"
     } else {
         "does not match the required pattern"
     }
@@ -483,6 +490,61 @@ mod tests {
             .iter()
             .map(|d| d.field.clone())
             .collect()
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_text_field_and_notes_keep_newline_and_tab() {
+        for (pointer, field) in [
+            ("/customerId", "customerId"),
+            ("/items/0/sku", "items[0].sku"),
+            ("/shippingAddress/line1", "shippingAddress.line1"),
+            ("/shippingAddress/city", "shippingAddress.city"),
+            ("/shippingAddress/postalCode", "shippingAddress.postalCode"),
+            ("/notes", "notes"),
+        ] {
+            for bad in [
+                "a\u{1b}[31mred",
+                "a\rb",
+                "a\u{0}b",
+                "a\u{7f}b",
+                "a\u{9b}31m",
+            ] {
+                let mut order = valid();
+                *order.pointer_mut(pointer).unwrap() = json!(bad);
+                let rejection = parse(&order).unwrap_err();
+                let detail = rejection
+                    .details()
+                    .iter()
+                    .find(|d| d.field == field)
+                    .unwrap_or_else(|| panic!("{field} {bad:?}: {rejection:?}"));
+                assert!(detail.message.contains("control characters"), "{detail:?}");
+            }
+        }
+        let mut order = valid();
+        order["customerId"] = json!("line\nTotal: 0.01 EUR");
+        assert_eq!(fields(&order), vec!["customerId"]);
+        order["customerId"] = json!("tab\there");
+        assert_eq!(fields(&order), vec!["customerId"]);
+        let mut order = valid();
+        order["customerEmail"] = json!("a\u{1b}@example.com");
+        assert_eq!(fields(&order), vec!["customerEmail"]);
+
+        let mut order = valid();
+        order["notes"] = json!("ring twice\n\tthen wait");
+        order["customerId"] = json!("Zoë Ünal 山田");
+        parse(&order).expect("newline and tab in notes, and any printable text, are fine");
+        // Queued orders go through the same contract.
+        let queued = order.to_string();
+        Order::parse(queued.as_bytes()).expect("a valid queued order");
+        let mut bad = valid();
+        bad["items"][0]["sku"] = json!("\u{1b}]0;pwned\u{7}");
+        assert_eq!(
+            Order::parse(bad.to_string().as_bytes())
+                .unwrap_err()
+                .details()[0]
+                .field,
+            "items[0].sku"
+        );
     }
 
     #[test]

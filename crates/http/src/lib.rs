@@ -11,6 +11,7 @@ pub mod limits;
 mod observe;
 pub mod openapi;
 pub mod tls;
+pub mod rate_limit;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub struct AppState {
     gauges: Arc<limits::Gauges>,
     /// The host names requests may address (DNS rebinding); see [`cross_site`].
     pub allowed_hosts: Arc<cross_site::AllowedHosts>,
+    rate_limiter: Option<Arc<rate_limit::ClientLimiter>>,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             limits: Arc::new(Limits::default()),
             gauges: Arc::default(),
             allowed_hosts: Arc::new(cross_site::AllowedHosts::any()),
+            rate_limiter: None,
         }
     }
 
@@ -90,8 +93,18 @@ impl AppState {
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.rate_limiter = limits.rate_limit.map(|rate| {
+            Arc::new(rate_limit::ClientLimiter::new(
+                rate,
+                limits.rate_limit_clients,
+            ))
+        });
         self.limits = Arc::new(limits);
         self
+    }
+
+    pub(crate) fn rate_limiter(&self) -> Option<&rate_limit::ClientLimiter> {
+        self.rate_limiter.as_deref()
     }
 }
 
@@ -135,7 +148,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            limits::limit_rate,
+            rate_limit::limit_rate,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

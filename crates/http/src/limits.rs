@@ -1,12 +1,9 @@
-//! What the server refuses before doing any work: oversized headers, clients over their
-//! request rate, and new messages while the queue is deeper than configured.
+//! What the server refuses before doing any work: oversized headers and new messages while
+//! the queue is deeper than configured (the request rate is `rate_limit`'s).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -19,8 +16,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A depth reading this recent is reused: the limit is checked per request, not counted per
 /// request, so it can be exceeded by what arrives within this window.
 const DEPTH_MAX_AGE: Duration = Duration::from_millis(100);
-/// Clients tracked by the rate limiter before idle ones are forgotten.
-const MAX_TRACKED_CLIENTS: usize = 10_000;
+pub use crate::rate_limit::RateLimit;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -30,6 +26,10 @@ pub struct Limits {
     pub max_queue_depth: Option<u64>,
     /// Requests per second per client address; `None` is unlimited.
     pub rate_limit: Option<RateLimit>,
+    /// Clients the rate limiter tracks; past it the least recently seen is forgotten.
+    pub rate_limit_clients: usize,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trust-forwarded-for`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Limits {
@@ -39,56 +39,16 @@ impl Default for Limits {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_queue_depth: None,
             rate_limit: None,
+            rate_limit_clients: crate::rate_limit::MAX_TRACKED_CLIENTS,
+            trusted_proxies: Vec::new(),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct RateLimit {
-    pub per_second: u32,
-    pub burst: u32,
 }
 
 /// Live state behind [`Limits`], shared by every request.
 #[derive(Debug, Default)]
 pub struct Gauges {
     depth: tokio::sync::Mutex<Option<(Instant, u64)>>,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Gauges {
-    /// Takes one token for `client`; on refusal, how long until one is there.
-    fn take(&self, client: IpAddr, limit: RateLimit, now: Instant) -> Result<(), Duration> {
-        let rate = f64::from(limit.per_second.max(1));
-        let burst = f64::from(limit.burst.max(1));
-        let mut buckets = self.buckets.lock().expect("rate buckets lock");
-        if buckets.len() >= MAX_TRACKED_CLIENTS && !buckets.contains_key(&client) {
-            // Full buckets carry no information: forgetting them changes nothing.
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
-            if buckets.len() >= MAX_TRACKED_CLIENTS {
-                buckets.clear();
-            }
-        }
-        let bucket = buckets.entry(client).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
-        }
-    }
 }
 
 pub(crate) async fn limit_headers(
@@ -103,26 +63,6 @@ pub(crate) async fn limit_headers(
         .sum();
     if size > state.limits.max_header_bytes {
         return ApiError::HeadersTooLarge(state.limits.max_header_bytes).into_response();
-    }
-    next.run(request).await
-}
-
-pub(crate) async fn limit_rate(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(limit) = state.limits.rate_limit {
-        // Health checks are never throttled: a load balancer must see the truth.
-        let exempt = request.uri().path() == "/healthz";
-        let client = request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if !exempt && let Err(wait) = state.gauges.take(client, limit, Instant::now()) {
-            return ApiError::RateLimited(wait).into_response();
-        }
     }
     next.run(request).await
 }
@@ -154,32 +94,4 @@ pub(crate) async fn check_queue_depth(state: &AppState) -> Result<(), ApiError> 
         )));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_client_gets_its_burst_then_the_steady_rate() {
-        let gauges = Gauges::default();
-        let limit = RateLimit {
-            per_second: 10,
-            burst: 3,
-        };
-        let client = IpAddr::from([127, 0, 0, 1]);
-        let other = IpAddr::from([127, 0, 0, 2]);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            gauges.take(client, limit, t0).unwrap();
-        }
-        let wait = gauges.take(client, limit, t0).unwrap_err();
-        assert!(wait <= Duration::from_millis(100), "{wait:?}");
-        gauges
-            .take(other, limit, t0)
-            .expect("clients are limited separately");
-        gauges
-            .take(client, limit, t0 + Duration::from_millis(101))
-            .expect("a token refills after 1/rate seconds");
-    }
 }

@@ -6,6 +6,7 @@ mod client;
 mod dlq;
 mod guard;
 mod observe;
+mod retention;
 mod serve;
 mod subscriptions;
 

@@ -83,6 +83,8 @@ pub struct ServeArgs {
     fanout: crate::subscriptions::FanoutArgs,
     #[command(flatten)]
     guard: crate::guard::GuardArgs,
+    #[command(flatten)]
+    retention: crate::retention::RetentionArgs,
     /// Log format on stderr.
     #[arg(
         long,
@@ -129,6 +131,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.burst.rate = args.burst_rate;
     config.burst.allowance = burst_allowance(args.burst_allowance, args.guard.max_queue_depth());
     config.fanout = args.fanout.config()?;
+    config.retention = args.retention.config();
 
     let api_key = args.guard.api_key()?;
     let engine = Engine::open(config)?;

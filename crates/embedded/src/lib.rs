@@ -1,6 +1,7 @@
 //! orderflow's embedded engine: one SQLite database with the semantics of SQS, DynamoDB,
 //! DynamoDB Streams and SNS, plus the pollers that run the core handlers on it.
 
+pub mod backup;
 pub mod burst;
 mod counters;
 pub mod db;

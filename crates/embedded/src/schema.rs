@@ -187,6 +187,11 @@ END;
 "#,
 ];
 
+/// The schema version this binary migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {

@@ -2,6 +2,7 @@
 //! plus the administration endpoints of the embedded engine.
 
 pub mod auth;
+mod backup;
 mod dlq;
 mod error;
 mod fanout;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dlq::routes())
         .merge(openapi::routes())
         .merge(observe::routes())
+        .merge(backup::routes())
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/schema/order.json", get(order_schema))

@@ -536,4 +536,94 @@ mod tests {
         assert!(parse_retention("1w").is_err());
         assert!(parse_retention("h").is_err());
     }
+
+    /// The figures in BENCHMARKS.md ("Retention"): disk per stored order once history is
+    /// pruned, against the stored order's JSON, and the latency of the stats behind `/stats`
+    /// and `/metrics`. `ORDERFLOW_MEASURE_ORDERS` sets the size (default 100,000).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, run by hand: cargo test --release -p orderflow-embedded -- --ignored measure"]
+    async fn measure_disk_per_order_after_pruning_and_stats_latency() {
+        let n: u64 = std::env::var("ORDERFLOW_MEASURE_ORDERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        crate::preload::preload_orders(dir.path(), n).unwrap();
+        eprintln!("preloaded {n} orders in {:.1?}", started.elapsed());
+        let mut config = EngineConfig::new(dir.path());
+        config.retention.stream = Some(Duration::ZERO);
+        config.retention.history = Some(Duration::ZERO);
+        let engine = Engine::open(config).unwrap();
+        let sizes = async |engine: &Engine| -> (i64, i64, i64) {
+            let path = engine.db.path().to_owned();
+            tokio::task::spawn_blocking(move || {
+                let c = Connection::open(path).unwrap();
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .unwrap();
+                let get = |p: &str| c.pragma_query_value(None, p, |r| r.get(0)).unwrap();
+                (get("page_count"), get("freelist_count"), get("page_size"))
+            })
+            .await
+            .unwrap()
+        };
+        let stats_latency = async |engine: &Engine| {
+            let mut took: Vec<Duration> = Vec::new();
+            for _ in 0..50 {
+                let t = std::time::Instant::now();
+                engine.stats().await.unwrap();
+                took.push(t.elapsed());
+            }
+            took.sort();
+            (took[25], took[49])
+        };
+        let json: usize = {
+            let page = engine.table().list(100, None).await.unwrap();
+            page.orders
+                .iter()
+                .map(|o| serde_json::to_string(o).unwrap().len())
+                .sum::<usize>()
+                / page.orders.len()
+        };
+        let (pages, free, page_size) = sizes(&engine).await;
+        let (median, worst) = stats_latency(&engine).await;
+        eprintln!(
+            "before pruning: {} bytes used per order ({} pages, {free} free), stats median {median:?} max {worst:?}",
+            (pages - free) * page_size / n as i64,
+            pages
+        );
+        let count_started = std::time::Instant::now();
+        engine
+            .db
+            .read(|c| {
+                Ok(c.query_row("SELECT count(*) FROM stream_records", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await
+            .unwrap();
+        eprintln!(
+            "for comparison, count(*) of stream_records: {:?}",
+            count_started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        let report = engine.prune_history().await.unwrap();
+        eprintln!("pruned {report:?} in {:.1?}", started.elapsed());
+        let (pages, free, page_size) = sizes(&engine).await;
+        let used = (pages - free) * page_size / n as i64;
+        let item: f64 = engine
+            .db
+            .read(|c| Ok(c.query_row("SELECT avg(length(item)) FROM orders", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        eprintln!("the orders row keeps the DynamoDB-JSON item: {item:.0} bytes on average");
+        let (median, worst) = stats_latency(&engine).await;
+        eprintln!(
+            "after pruning: {used} bytes used per order, {} bytes of file per order ({pages} pages, {free} free); \
+             stored order JSON {json} bytes: {:.2}x; stats median {median:?} max {worst:?}",
+            pages * page_size / n as i64,
+            used as f64 / json as f64
+        );
+        engine.shutdown().await;
+    }
 }

@@ -309,6 +309,11 @@ mod tests {
                 "SELECT content_hash FROM queue_messages WHERE order_id = 'o' AND queue = 'orders'",
                 "queue_messages_order",
             ),
+            (
+                "SELECT last_error FROM deliveries WHERE subscription_id = 's' AND last_error IS NOT NULL
+                 AND state IN ('pending', 'failed') ORDER BY id DESC LIMIT 1",
+                "deliveries_subscription_due (subscription_id=? AND state=?)",
+            ),
             ("SELECT value FROM counters WHERE name = 'orders'", "PRIMARY KEY"),
             (
                 "SELECT sum(n) FROM delivery_counts WHERE subscription_id = 's'",

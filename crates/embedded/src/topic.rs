@@ -727,8 +727,9 @@ impl SqliteTopic {
                 let mut out = Vec::with_capacity(subs.len());
                 let mut stmt = c.prepare_cached("SELECT filtered FROM subscriptions WHERE id = ?1")?;
                 let mut err_stmt = c.prepare_cached(
+                    // Named states, so the index skips the subscription's delivered history.
                     "SELECT last_error FROM deliveries WHERE subscription_id = ?1 AND last_error IS NOT NULL
-                     AND state != 'delivered' ORDER BY id DESC LIMIT 1",
+                     AND state IN ('pending', 'failed') ORDER BY id DESC LIMIT 1",
                 )?;
                 for s in subs {
                     let filtered: Option<i64> = stmt.query_row(params![s.id], |r| r.get(0)).optional()?;

@@ -1,5 +1,6 @@
 //! `orderflow`: the all-in-one order pipeline (`serve`) and its command-line client.
 
+mod backup;
 mod bench;
 mod chart;
 mod client;
@@ -8,6 +9,7 @@ mod guard;
 mod network;
 mod observe;
 mod render;
+mod retention;
 mod serve;
 mod subscriptions;
 
@@ -43,6 +45,11 @@ enum Command {
     Status(observe::StatusArgs),
     /// One order's journey: accepted, received, stored, published, delivered to each subscription.
     Trace(observe::TraceArgs),
+    /// Write a consistent copy of the database: from a running server (--url), or a stopped
+    /// data directory (--data-dir).
+    Backup(backup::BackupArgs),
+    /// Replace a stopped data directory's database with a backup, after checking its integrity.
+    Restore(backup::RestoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,6 +67,8 @@ fn main() -> std::process::ExitCode {
             Command::Dlq(args) => dlq::run(args).await,
             Command::Subscriptions(args) => subscriptions::run(args).await,
             Command::Status(args) => observe::status(args).await,
+            Command::Backup(args) => backup::backup(args).await,
+            Command::Restore(args) => backup::restore(args).await,
             Command::Trace(args) => observe::trace(args).await,
         }
     });

@@ -83,6 +83,8 @@ pub struct ServeArgs {
     guard: crate::guard::GuardArgs,
     #[command(flatten)]
     network: crate::network::NetworkArgs,
+    #[command(flatten)]
+    retention: crate::retention::RetentionArgs,
     /// Log format on stderr.
     #[arg(
         long,
@@ -133,6 +135,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.delivery.confirmation_max_attempts = args.network.confirmation_max_attempts();
     let tls = args.network.tls()?;
     config.admission = args.guard.admission();
+    config.retention = args.retention.config();
 
     let api_key = args.guard.api_key()?;
     let read_api_key = args.guard.read_api_key()?;

@@ -41,14 +41,40 @@ pub async fn order_table(table: &dyn OrderTable) {
     assert_eq!(got, order, "the stored order reads back exactly");
     assert_eq!(got.total.to_string(), "60.07");
 
+    // The queue delivers at least once: the same order again, received and stored at
+    // another moment, is a resend.
+    let mut resend = order.clone();
+    resend.received_at += chrono::Duration::seconds(5);
+    resend.stored_at += chrono::Duration::seconds(5);
+    resend.request_id = Some(crate::RequestId::generate());
+    match table.put_new(&resend).await {
+        Err(TableError::AlreadyExists(id)) => assert_eq!(&id, order.id()),
+        other => panic!("a resend of the same order must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        table.get(order.id()).await.unwrap().unwrap(),
+        order,
+        "a resend leaves the stored order as it was"
+    );
+
     let mut second = order.clone();
     second.order.customer_id = "someone-else".into();
     match table.put_new(&second).await {
-        Err(TableError::AlreadyExists(id)) => assert_eq!(&id, order.id()),
-        other => panic!("a second put of the same id must be AlreadyExists, got {other:?}"),
+        Err(TableError::Conflict(id)) => assert_eq!(&id, order.id()),
+        other => panic!("a different order under a taken id must be Conflict, got {other:?}"),
     }
-    let got = table.get(order.id()).await.unwrap().unwrap();
-    assert_eq!(got.order.customer_id, "cust-1", "the first write wins");
+    let mut dearer = order.clone();
+    dearer.order.items[0].quantity += 1;
+    dearer.total = dearer.order.total().unwrap();
+    assert!(
+        matches!(table.put_new(&dearer).await, Err(TableError::Conflict(_))),
+        "a changed quantity is a different order"
+    );
+    assert_eq!(
+        table.get(order.id()).await.unwrap().unwrap(),
+        order,
+        "the first write wins, untouched"
+    );
 
     let other = sample_order();
     table.put_new(&other).await.expect("another id stores");

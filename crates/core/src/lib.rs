@@ -4,6 +4,7 @@
 //! return the real AWS Lambda event types, so the same code runs in Lambda and in
 //! `orderflow serve`.
 
+pub mod content_hash;
 pub mod correlation;
 pub mod event;
 pub mod filter;
@@ -20,6 +21,7 @@ pub mod time;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 
+pub use content_hash::ContentHash;
 pub use correlation::RequestId;
 pub use event::{OrderCreated, TOPIC_SUBJECT};
 pub use mail::OrderMail;

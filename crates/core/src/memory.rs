@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::content_hash::ContentHash;
 use crate::order::{OrderId, StoredOrder};
 use crate::ports::{OrderTable, Publication, TableError, Topic, TopicError};
 
@@ -31,8 +32,14 @@ impl InMemoryOrderTable {
 impl OrderTable for InMemoryOrderTable {
     async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError> {
         let mut orders = self.orders.lock().expect("lock");
-        if orders.contains_key(order.id()) {
-            return Err(TableError::AlreadyExists(order.id().clone()));
+        if let Some(stored) = orders.get(order.id()) {
+            let same = ContentHash::of(&stored.order) == ContentHash::of(&order.order);
+            let id = order.id().clone();
+            return Err(if same {
+                TableError::AlreadyExists(id)
+            } else {
+                TableError::Conflict(id)
+            });
         }
         orders.insert(order.id().clone(), order.clone());
         Ok(())

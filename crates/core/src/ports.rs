@@ -11,10 +11,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    /// The conditional put found an order with this id. The queue delivers at least once,
-    /// so callers treat this as success.
+    /// The conditional put found this very order (same [`crate::ContentHash`]) already stored.
+    /// The queue delivers at least once, so callers treat this as success.
     #[error("order {0} already exists")]
     AlreadyExists(OrderId),
+    /// An order with this id is stored and its content differs (by [`crate::ContentHash`]): a
+    /// different order under a taken id, never success, so it ends in the dead-letter queue.
+    #[error("order {0} conflicts with the stored order")]
+    Conflict(OrderId),
     #[error("the order table is unavailable")]
     Unavailable(#[source] BoxError),
     #[error("a stored item could not be read as an order")]
@@ -24,7 +28,9 @@ pub enum TableError {
 /// The `orders` table, keyed by `orderID`.
 #[async_trait]
 pub trait OrderTable: Send + Sync + Debug {
-    /// Stores `order` only if no order with its id exists (a conditional put).
+    /// Stores `order` only if no order with its id exists (a conditional put). When one
+    /// does, `AlreadyExists` if its content hash is the same, `Conflict` if not; the stored
+    /// order is never changed.
     async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError>;
 
     async fn get(&self, id: &OrderId) -> Result<Option<StoredOrder>, TableError>;

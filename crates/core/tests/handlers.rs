@@ -141,6 +141,42 @@ async fn store_orders_treats_an_existing_order_id_as_success() {
 }
 
 #[tokio::test]
+async fn store_orders_fails_a_different_order_under_a_stored_id_and_says_why() {
+    use orderflow_core::handlers::store::store_orders_explained;
+    let table = InMemoryOrderTable::new();
+    store_orders(&table, sqs_event()).await;
+    let first_write = stored(&table, "ord-1001").await;
+    let mut event = sqs_event();
+    event.records.truncate(1);
+    let body = event.records[0].body.take().unwrap();
+    event.records[0].body = Some(body.replace("cust-42", "an-impostor"));
+    assert_ne!(
+        event.records[0].body.as_deref(),
+        Some(body.as_str()),
+        "the customer changed"
+    );
+    let message_id = event.records[0].message_id.clone().unwrap();
+
+    let (response, reasons) = store_orders_explained(&table, event).await;
+
+    assert_eq!(
+        sqs_failures(&response),
+        vec![message_id.as_str()],
+        "never success"
+    );
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].1.contains("conflicts with the stored order"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        stored(&table, "ord-1001").await,
+        first_write,
+        "the first order is untouched"
+    );
+}
+
+#[tokio::test]
 async fn store_orders_stores_what_the_stream_fixture_carries() {
     let table = InMemoryOrderTable::new();
     store_orders(&table, sqs_event()).await;

@@ -1,16 +1,20 @@
 //! orderflow's embedded engine: one SQLite database with the semantics of SQS, DynamoDB,
 //! DynamoDB Streams and SNS, plus the pollers that run the core handlers on it.
 
+pub mod backup;
 pub mod burst;
+mod counters;
 pub mod db;
 pub mod delivery;
 pub mod egress;
 pub mod fanout;
+pub mod intake;
 pub mod pollers;
 pub mod preload;
 pub mod private;
 pub mod queue;
 pub mod redrive;
+pub mod retention;
 pub mod schema;
 pub mod stream;
 pub mod table;
@@ -31,6 +35,7 @@ pub use delivery::DeliveryConfig;
 pub use fanout::FanoutConfig;
 pub use pollers::StreamPollerConfig;
 pub use queue::{Queue, QueueConfig, QueueStats};
+pub use retention::RetentionConfig;
 pub use stream::Stream;
 pub use table::SqliteOrderTable;
 pub use topic::{DeliveryStats, Protocol, SqliteTopic, Subscription, SubscriptionStatus};
@@ -59,6 +64,8 @@ pub struct EngineConfig {
     pub pipeline_nice: u8,
     /// When the pipeline steps aside for a burst; see [`burst`].
     pub burst: BurstConfig,
+    /// How long history is kept; see [`retention`].
+    pub retention: RetentionConfig,
 }
 
 impl EngineConfig {
@@ -74,6 +81,7 @@ impl EngineConfig {
             admission: fanout::admission::AdmissionLimits::default(),
             pipeline_nice: DEFAULT_PIPELINE_NICE,
             burst: BurstConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -359,6 +367,7 @@ impl Engine {
             Arc::clone(&self.burst),
             self.shutdown.subscribe(),
         )));
+        tasks.push(pipeline.spawn(self.pruner().run(self.shutdown.subscribe())));
         let mut delivery = self.config.delivery.clone();
         delivery.public_url = public_url.to_owned();
         // Creating the signing key on a first start takes long enough (an RSA key pair) to
@@ -435,6 +444,20 @@ impl Engine {
         }
     }
 
+    /// Prunes expired history now (a pass also runs on its own every
+    /// [`RetentionConfig::every`] once started).
+    pub async fn prune_history(&self) -> Result<retention::PruneReport, DbError> {
+        self.pruner().prune().await
+    }
+
+    fn pruner(&self) -> retention::Pruner {
+        retention::Pruner::new(
+            Arc::clone(&self.db),
+            STREAM_CONSUMER,
+            self.config.retention.clone(),
+        )
+    }
+
     /// Whether the pipeline is stepping aside for a burst right now.
     pub fn absorbing_burst(&self) -> bool {
         self.burst.was_absorbing()
@@ -508,21 +531,16 @@ impl Engine {
 
     pub async fn stats(&self) -> Result<Stats, DbError> {
         let queue = self.queue.stats().await?;
-        let stored = self
-            .db
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0))?))
-            .await?;
-        let pending = self.stream.pending_count().await?;
-        let failed = self
+        let (stored, failed) = self
             .db
             .read(|c| {
-                Ok(
-                    c.query_row("SELECT count(*) FROM stream_failures", [], |r| {
-                        r.get::<_, i64>(0)
-                    })?,
-                )
+                Ok((
+                    counters::counter(c, "orders")?,
+                    counters::counter(c, "stream_failures")?,
+                ))
             })
             .await?;
+        let pending = self.stream.pending_count().await?;
         let deliveries = self.topic.delivery_stats().await?;
         let subscriptions = self
             .db
@@ -534,13 +552,8 @@ impl Engine {
             .await?;
         Ok(Stats {
             queue,
-            orders: OrderStats {
-                stored: stored as u64,
-            },
-            stream: StreamStats {
-                pending,
-                failed: failed as u64,
-            },
+            orders: OrderStats { stored },
+            stream: StreamStats { pending, failed },
             deliveries,
             subscriptions: subscriptions as u64,
         })

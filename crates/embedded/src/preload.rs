@@ -28,7 +28,7 @@ pub fn preload_orders(data_dir: &Path, count: u64) -> Result<(), crate::EngineEr
         let tx = conn.transaction().map_err(crate::DbError::from)?;
         {
             let mut put = tx
-                .prepare("INSERT INTO orders (order_id, item) VALUES (?1, ?2)")
+                .prepare("INSERT INTO orders (order_id, item, content_hash) VALUES (?1, ?2, ?3)")
                 .map_err(crate::DbError::from)?;
             let mut rec = tx
                 .prepare(
@@ -42,8 +42,13 @@ pub fn preload_orders(data_dir: &Path, count: u64) -> Result<(), crate::EngineEr
                 let stored = StoredOrder::new(order, now, now).expect("total");
                 let item = serde_json::to_string(&to_item(&stored)).expect("item");
                 let keys = serde_json::to_string(&key_of(&stored)).expect("keys");
-                put.execute(params![stored.id().as_str(), item])
-                    .map_err(crate::DbError::from)?;
+                let hash = orderflow_core::ContentHash::of(&stored.order);
+                put.execute(params![
+                    stored.id().as_str(),
+                    item,
+                    hash.as_bytes().as_slice()
+                ])
+                .map_err(crate::DbError::from)?;
                 rec.execute(params![
                     uuid::Uuid::now_v7().simple().to_string(),
                     keys,

@@ -123,7 +123,74 @@ CREATE TABLE IF NOT EXISTS order_receipts (
     last_error        TEXT
 );
 "#,
+    // Conflicting duplicates: each order's canonical content hash, kept with the stored
+    // order and with the queued message (whose order id is indexed), so a resend is told
+    // from a different order under the same id (`intake`).
+    r#"
+ALTER TABLE orders ADD COLUMN content_hash BLOB;
+ALTER TABLE queue_messages ADD COLUMN order_id TEXT;
+ALTER TABLE queue_messages ADD COLUMN content_hash BLOB;
+CREATE INDEX queue_messages_order ON queue_messages (order_id) WHERE order_id IS NOT NULL;
+"#,
+    // Retention: the trace looks stream records up by key and deliveries by message id, and
+    // pruning finds a message's deliveries by its id; both were full scans. `/stats` and
+    // `/metrics` read counters kept by triggers in the writer's own transactions instead of
+    // counting history. A delivery pruned as delivered still counts as delivered; one removed
+    // any other way (its subscription deleted, a dead letter purged) no longer counts.
+    r#"
+CREATE INDEX stream_records_keys ON stream_records (keys);
+CREATE INDEX deliveries_message ON deliveries (message_id);
+
+CREATE TABLE counters (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO counters SELECT 'orders', count(*) FROM orders;
+INSERT INTO counters SELECT 'stream_failures', count(*) FROM stream_failures;
+CREATE TRIGGER orders_count AFTER INSERT ON orders BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'orders';
+END;
+-- Failures are written with INSERT OR REPLACE, whose implicit delete fires no trigger, so
+-- they are recounted: a dead-letter store is small, and written rarely.
+CREATE TRIGGER stream_failures_added AFTER INSERT ON stream_failures BEGIN
+    UPDATE counters SET value = (SELECT count(*) FROM stream_failures) WHERE name = 'stream_failures';
+END;
+CREATE TRIGGER stream_failures_removed AFTER DELETE ON stream_failures BEGIN
+    UPDATE counters SET value = (SELECT count(*) FROM stream_failures) WHERE name = 'stream_failures';
+END;
+
+CREATE TABLE delivery_counts (
+    subscription_id TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    n               INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, state)
+) WITHOUT ROWID;
+INSERT INTO delivery_counts
+    SELECT subscription_id, state, count(*) FROM deliveries WHERE kind = 'Notification' GROUP BY 1, 2;
+CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries WHEN NEW.kind = 'Notification' BEGIN
+    INSERT OR IGNORE INTO delivery_counts VALUES (NEW.subscription_id, NEW.state, 0);
+    UPDATE delivery_counts SET n = n + 1 WHERE subscription_id = NEW.subscription_id AND state = NEW.state;
+END;
+CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state ON deliveries
+WHEN NEW.kind = 'Notification' AND OLD.state IS NOT NEW.state BEGIN
+    UPDATE delivery_counts SET n = n - 1 WHERE subscription_id = OLD.subscription_id AND state = OLD.state;
+    INSERT OR IGNORE INTO delivery_counts VALUES (NEW.subscription_id, NEW.state, 0);
+    UPDATE delivery_counts SET n = n + 1 WHERE subscription_id = NEW.subscription_id AND state = NEW.state;
+END;
+CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries
+WHEN OLD.kind = 'Notification' AND OLD.state != 'delivered' BEGIN
+    UPDATE delivery_counts SET n = n - 1 WHERE subscription_id = OLD.subscription_id AND state = OLD.state;
+END;
+CREATE TRIGGER subscriptions_uncount AFTER DELETE ON subscriptions BEGIN
+    DELETE FROM delivery_counts WHERE subscription_id = OLD.id;
+END;
+"#,
 ];
+
+/// The schema version this binary migrates to.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
 
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -179,7 +246,15 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(indexes, ["deliveries_due", "deliveries_subscription_due"]);
+        // deliveries_message serves the trace and retention (a message's deliveries).
+        assert_eq!(
+            indexes,
+            [
+                "deliveries_due",
+                "deliveries_message",
+                "deliveries_subscription_due"
+            ]
+        );
         let plan: String = conn
             .prepare(
                 "EXPLAIN QUERY PLAN SELECT id FROM deliveries
@@ -198,5 +273,105 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "sorted by the index: {plan}");
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .join("\n")
+    }
+
+    /// The trace's lookups by stream key and by message id, retention's, and the counters
+    /// `/stats` and `/metrics` read are index seeks, never scans of a table that grows.
+    #[test]
+    fn trace_retention_and_stats_lookups_use_indexes() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        for (sql, index) in [
+            (
+                "SELECT seq, event_id FROM stream_records WHERE keys = '{}' AND event_name = 'INSERT'",
+                "stream_records_keys",
+            ),
+            (
+                "SELECT s.id, d.state FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+                 WHERE d.message_id = 'm' AND d.kind = 'Notification' ORDER BY s.created_at, s.id",
+                "deliveries_message",
+            ),
+            (
+                "SELECT 1 FROM deliveries WHERE message_id = 'm' AND state != 'delivered' LIMIT 1",
+                "deliveries_message",
+            ),
+            (
+                "SELECT content_hash FROM queue_messages WHERE order_id = 'o' AND queue = 'orders'",
+                "queue_messages_order",
+            ),
+            (
+                "SELECT last_error FROM deliveries WHERE subscription_id = 's' AND last_error IS NOT NULL
+                 AND state IN ('pending', 'failed') ORDER BY id DESC LIMIT 1",
+                "deliveries_subscription_due (subscription_id=? AND state=?)",
+            ),
+            ("SELECT value FROM counters WHERE name = 'orders'", "PRIMARY KEY"),
+            (
+                "SELECT sum(n) FROM delivery_counts WHERE subscription_id = 's'",
+                "PRIMARY KEY",
+            ),
+        ] {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains(index), "{sql}:\n{plan}");
+            assert!(!plan.contains("SCAN d\n") && !plan.starts_with("SCAN"), "{sql}:\n{plan}");
+        }
+    }
+
+    /// The counters follow inserts, state changes and deletes in the same transaction.
+    #[test]
+    fn counters_follow_the_rows_they_count() {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO orders (order_id, item) VALUES ('a', '{}'), ('b', '{}');
+             INSERT INTO subscriptions (id, arn, protocol, endpoint, status, token, created_at)
+                 VALUES ('s', 'arn', 'queue', 'q', 'Confirmed', 't', 0);
+             INSERT INTO deliveries (subscription_id, kind, message_id, state, next_attempt_at, created_at)
+                 VALUES ('s', 'Notification', 'm1', 'pending', 0, 0), ('s', 'Notification', 'm2', 'pending', 0, 0),
+                        ('s', 'SubscriptionConfirmation', 'c', 'pending', 0, 0);
+             UPDATE deliveries SET state = 'delivered' WHERE message_id = 'm1';
+             UPDATE deliveries SET state = 'failed' WHERE message_id = 'm2';
+             DELETE FROM deliveries WHERE message_id = 'm1';",
+        )
+        .unwrap();
+        let orders: i64 = conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'orders'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orders, 2);
+        let counts: Vec<(String, i64)> = conn
+            .prepare("SELECT state, n FROM delivery_counts ORDER BY state")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            counts,
+            [
+                ("delivered".to_owned(), 1),
+                ("failed".to_owned(), 1),
+                ("pending".to_owned(), 0)
+            ],
+            "a pruned delivered row still counts; confirmations do not"
+        );
+        conn.execute_batch("DELETE FROM subscriptions WHERE id = 's'")
+            .unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM delivery_counts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "a deleted subscription's counts go with it");
     }
 }

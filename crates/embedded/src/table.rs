@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use orderflow_core::item::{from_item, key_of, to_item};
-use orderflow_core::{OrderId, OrderTable, StoredOrder, TableError};
+use orderflow_core::{ContentHash, OrderId, OrderTable, StoredOrder, TableError};
 use rusqlite::{OptionalExtension, params};
 use tokio::sync::Notify;
 
@@ -88,9 +88,18 @@ impl SqliteOrderTable {
     pub async fn count(&self) -> Result<u64, TableError> {
         Ok(self
             .db
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM orders", [], |r| r.get::<_, i64>(0))?))
-            .await? as u64)
+            .read(|c| crate::counters::counter(c, "orders"))
+            .await?)
     }
+}
+
+/// What a conditional put found.
+enum Put {
+    Inserted,
+    /// The same order (by content hash) was already stored.
+    Resent,
+    /// A different order is stored under the id.
+    Conflict,
 }
 
 fn decode(item: &str) -> Result<StoredOrder, DbError> {
@@ -106,14 +115,18 @@ impl OrderTable for SqliteOrderTable {
         let item = serde_json::to_string(&to_item(order)).expect("items serialize");
         let keys = serde_json::to_string(&key_of(order)).expect("keys serialize");
         let order_id = id.to_string();
-        let inserted = self
+        let hash = ContentHash::of(&order.order);
+        let outcome = self
             .db
             .write_relaxed(move |c| {
                 let inserted = c
-                    .prepare_cached("INSERT INTO orders (order_id, item) VALUES (?1, ?2) ON CONFLICT (order_id) DO NOTHING")?
-                    .execute(params![order_id, item])?;
-                if inserted == 1 {
-                    let size = (keys.len() + item.len()) as i64;
+                    .prepare_cached("INSERT INTO orders (order_id, item, content_hash) VALUES (?1, ?2, ?3) ON CONFLICT (order_id) DO NOTHING")?
+                    .execute(params![order_id, item, hash.as_bytes().as_slice()])?;
+                if inserted == 0 {
+                    let same = crate::intake::stored_hash(c, &order_id)? == Some(hash);
+                    return Ok(if same { Put::Resent } else { Put::Conflict });
+                }
+                let size = (keys.len() + item.len()) as i64;
                     // The event id is time-ordered (UUIDv7), so its unique index grows at
                     // the end rather than taking a write on a random page.
                     c.prepare_cached(
@@ -121,15 +134,16 @@ impl OrderTable for SqliteOrderTable {
                          VALUES (?1, 'INSERT', ?2, ?3, ?4, ?5)",
                     )?
                     .execute(params![uuid::Uuid::now_v7().simple().to_string(), keys, item, now_ms(), size])?;
-                }
-                Ok(inserted == 1)
+                Ok(Put::Inserted)
             })
             .await?;
-        if inserted {
-            self.stream_notify.notify_waiters();
-            Ok(())
-        } else {
-            Err(TableError::AlreadyExists(id))
+        match outcome {
+            Put::Inserted => {
+                self.stream_notify.notify_waiters();
+                Ok(())
+            }
+            Put::Resent => Err(TableError::AlreadyExists(id)),
+            Put::Conflict => Err(TableError::Conflict(id)),
         }
     }
 

@@ -742,27 +742,21 @@ impl SqliteTopic {
         self.db
             .read(move |c| {
                 let mut out = Vec::with_capacity(subs.len());
-                let mut stmt = c.prepare_cached(
-                    "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),
-                            coalesce(sum(state = 'failed'), 0),
-                            (SELECT filtered FROM subscriptions WHERE id = ?1)
-                     FROM deliveries WHERE subscription_id = ?1 AND kind = 'Notification'",
-                )?;
+                let mut stmt = c.prepare_cached("SELECT filtered FROM subscriptions WHERE id = ?1")?;
                 let mut err_stmt = c.prepare_cached(
+                    // Named states, so the index skips the subscription's delivered history.
                     "SELECT last_error FROM deliveries WHERE subscription_id = ?1 AND last_error IS NOT NULL
-                     AND state != 'delivered' ORDER BY id DESC LIMIT 1",
+                     AND state IN ('pending', 'failed') ORDER BY id DESC LIMIT 1",
                 )?;
                 for s in subs {
-                    let (p, d, f, filtered): (i64, i64, i64, Option<i64>) = stmt
-                        .query_row(params![s.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    let filtered: Option<i64> = stmt.query_row(params![s.id], |r| r.get(0)).optional()?;
+                    let counts = crate::counters::deliveries(c, Some(&s.id))?;
                     let last_error: Option<String> = err_stmt.query_row(params![s.id], |r| r.get(0)).optional()?;
                     out.push(SubscriptionHealth {
                         subscription: s,
                         deliveries: DeliveryStats {
-                            pending: p as u64,
-                            delivered: d as u64,
-                            failed: f as u64,
                             filtered: filtered.unwrap_or(0) as u64,
+                            ..counts
                         },
                         last_error,
                     });
@@ -884,23 +878,15 @@ impl SqliteTopic {
     pub async fn delivery_stats(&self) -> Result<DeliveryStats, DbError> {
         self.db
             .read(|c| {
-                let (p, d, f): (i64, i64, i64) = c.query_row(
-                    "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'delivered'), 0),
-                            coalesce(sum(state = 'failed'), 0)
-                     FROM deliveries WHERE kind = 'Notification'",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )?;
+                let counts = crate::counters::deliveries(c, None)?;
                 let filtered: i64 = c.query_row(
                     "SELECT coalesce(sum(filtered), 0) FROM subscriptions",
                     [],
                     |r| r.get(0),
                 )?;
                 Ok(DeliveryStats {
-                    pending: p as u64,
-                    delivered: d as u64,
-                    failed: f as u64,
                     filtered: filtered as u64,
+                    ..counts
                 })
             })
             .await

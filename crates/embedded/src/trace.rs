@@ -79,6 +79,10 @@ pub struct OrderTrace {
     pub stored_at: Option<String>,
     pub published: Option<Published>,
     pub deliveries: Vec<DeliveryTrace>,
+    /// Stages whose history retention has pruned (`received`, `published`, `deliveries`):
+    /// they happened, and their details are gone. See [`crate::retention`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -235,6 +239,16 @@ impl Engine {
                     .prepare_cached("SELECT seq, event_id FROM stream_records WHERE keys = ?1 AND event_name = 'INSERT'")?
                     .query_row(params![keys], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
+                let stored = t.stored_at.is_some();
+                if stored && t.received.is_none() {
+                    t.pruned.push("received".into());
+                }
+                if stored && record.is_none() {
+                    // Every stored order has its INSERT record, and only published ones are
+                    // pruned; the link to its message and deliveries went with it.
+                    t.pruned.push("published".into());
+                    t.pruned.push("deliveries".into());
+                }
                 if let Some((seq, event_id)) = record {
                     let message: Option<(String, i64)> = c
                         .prepare_cached("SELECT message_id, published_at FROM topic_messages WHERE dedup_id = ?1")?
@@ -247,6 +261,11 @@ impl Engine {
                     let (state, at, attempts) = match (&message, failure) {
                         (Some((_, at)), _) => ("published", ts(*at), None),
                         (None, Some((attempts, at))) => ("failed", ts(at), Some(attempts)),
+                        (None, None) if seq <= checkpoint_of(c)? => {
+                            // Published, and the message pruned with its deliveries.
+                            t.pruned.push("deliveries".into());
+                            ("published", None, None)
+                        }
                         (None, None) => {
                             let attempts: Option<u32> = c
                                 .query_row(
@@ -305,6 +324,15 @@ impl Engine {
     }
 }
 
+fn checkpoint_of(c: &rusqlite::Connection) -> Result<i64, DbError> {
+    Ok(
+        c.prepare_cached("SELECT seq FROM stream_checkpoints WHERE consumer = ?1")?
+            .query_row(params![STREAM_CONSUMER], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    )
+}
+
 fn stage_of(t: &OrderTrace) -> &'static str {
     if t.stored_at.is_none() {
         return match &t.received {
@@ -315,6 +343,7 @@ fn stage_of(t: &OrderTrace) -> &'static str {
     }
     match t.published.as_ref().map(|p| p.state.as_str()) {
         Some("published") => {}
+        None if t.pruned.iter().any(|p| p == "published") => {}
         Some("failed") => return "publish-failed",
         _ => return "stored",
     }

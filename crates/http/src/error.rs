@@ -25,6 +25,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     NotFound(String),
     BadRequest(String),
+    /// The request names something that is taken by something else (an `orderID`).
+    Conflict(String),
     /// The server is shutting down or cannot write right now; the client should retry.
     Unavailable(String),
     /// An API key is configured and the request did not carry it.
@@ -93,6 +95,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m, vec![]),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, vec![]),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m, vec![]),
             ApiError::Unavailable(m) => {
                 let mut response = (
                     StatusCode::SERVICE_UNAVAILABLE,

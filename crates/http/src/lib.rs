@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod connections;
 pub mod cross_site;
+mod backup;
 mod dlq;
 mod error;
 mod fanout;
@@ -28,6 +29,7 @@ use axum::{Json, Router};
 use orderflow_core::correlation::{REQUEST_ID_ATTRIBUTE, REQUEST_ID_HEADER, RequestId};
 use orderflow_core::{OrderId, OrderRequest, OrderTable};
 use orderflow_embedded::Engine;
+use orderflow_embedded::intake::IntakeError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -126,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dlq::routes())
         .merge(openapi::routes())
         .merge(observe::routes())
+        .merge(backup::routes())
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/schema/order.json", get(order_schema))
@@ -282,13 +285,19 @@ async fn post_order(
     state
         .engine
         .queue()
-        .send(order.to_json(), attributes)
+        .send_order(&order, attributes)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %orderflow_core::error_chain(&e), "could not queue the order");
-            ApiError::Unavailable(
-                "The order could not be queued durably; it was not accepted. Retry shortly".into(),
-            )
+        .map_err(|e| match e {
+            IntakeError::Conflict(id) => ApiError::Conflict(format!(
+                "Order {id} already exists with different content; the stored order is kept. Send a new orderID for a new order"
+            )),
+            IntakeError::Db(e) => {
+                tracing::error!(error = %orderflow_core::error_chain(&e), "could not queue the order");
+                ApiError::Unavailable(
+                    "The order could not be queued durably; it was not accepted. Retry shortly"
+                        .into(),
+                )
+            }
         })?;
     tracing::debug!("order accepted");
     let location = format!("/orders/{id}");

@@ -2,6 +2,7 @@
 
 mod auth;
 mod backpressure;
+mod backup;
 mod bench;
 mod cli;
 mod control_characters;

@@ -3,7 +3,10 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{SHORT, json_of, order, order_without_id, spawn_app, unique_id};
+use crate::helpers::{
+    AppOptions, SHORT, json_of, order, order_without_id, spawn_app, spawn_app_with, unique_id,
+    wait_for,
+};
 
 fn assert_rfc3339_utc(value: &Value, what: &str) {
     let text = value
@@ -151,4 +154,139 @@ fn ids_in(page: &Value) -> Vec<String> {
                 .to_owned()
         })
         .collect()
+}
+
+#[tokio::test]
+async fn resending_the_identical_order_spelled_differently_is_accepted_and_stored_once() {
+    let app = spawn_app().await;
+    let id = unique_id("resend");
+    app.submit(&order(&id)).await;
+    // Same order: keys in another order, amounts spelled differently.
+    let respelled = format!(
+        r#"{{"notes":"leave at the door","currency":"EUR","orderID":"{id}","customerEmail":"ada@example.com",
+            "items":[{{"unitPrice":1.999e1,"quantity":3,"sku":"BOOK-1"}},{{"sku":"PEN","unitPrice":0.10,"quantity":1}}],
+            "shippingAddress":{{"country":"DE","postalCode":"10115","city":"Berlin","line1":"1 Main St"}},"customerId":"cust-42"}}"#
+    );
+    let queued = app
+        .post_raw("/orders", Some("application/json"), respelled.clone())
+        .await;
+    assert_eq!(
+        queued.status(),
+        StatusCode::ACCEPTED,
+        "while the first is queued or stored"
+    );
+    app.wait_until_stored(&id, SHORT).await;
+    let stored = app
+        .post_raw("/orders", Some("application/json"), respelled)
+        .await;
+    assert_eq!(
+        stored.status(),
+        StatusCode::ACCEPTED,
+        "once the first is stored"
+    );
+    let stats = app.drain().await;
+    assert_eq!(stats.stored(), 1, "{}", stats.0);
+}
+
+#[tokio::test]
+async fn a_different_order_under_a_taken_id_is_a_409_naming_the_id_and_the_first_is_kept() {
+    let app = spawn_app().await;
+    let id = unique_id("taken");
+    app.submit(&order(&id)).await;
+    let mut impostor = order(&id);
+    impostor["customerEmail"] = json!("mallory@example.com");
+
+    // Still queued, then stored: both are conflicts.
+    let (status, body) = json_of(app.post_order(&impostor).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&id), "{body}");
+    app.wait_until_stored(&id, SHORT).await;
+    let (status, body) = json_of(app.post_order(&impostor).await).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let stats = app.drain().await;
+    assert_eq!(stats.stored(), 1, "{}", stats.0);
+    let stored = app.stored_order(&id).await.unwrap();
+    assert_eq!(
+        stored["customerEmail"],
+        json!("ada@example.com"),
+        "{stored}"
+    );
+}
+
+/// Many different orders posted at once under one new id: one wins, the rest get 409.
+#[tokio::test]
+async fn concurrent_different_orders_under_one_id_give_one_202_and_the_rest_409() {
+    let app = spawn_app().await;
+    let id = unique_id("race");
+    let mut posts = Vec::new();
+    for i in 0..16 {
+        let mut o = order(&id);
+        o["customerId"] = json!(format!("racer-{i}"));
+        let (client, url) = (app.client.clone(), format!("{}/orders", app.url));
+        posts.push(tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(o.to_string())
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for post in posts {
+        statuses.push(post.await.unwrap());
+    }
+    statuses.sort();
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((accepted, conflicts), (1, 15), "{statuses:?}");
+    let stats = app.drain().await;
+    assert_eq!(stats.stored(), 1, "{}", stats.0);
+    assert_eq!(stats.0["queue"]["deadLetter"], json!(0), "{}", stats.0);
+}
+
+/// A producer that bypasses the API (straight onto the queue) with a conflicting order:
+/// the store handler never reports it as stored; it ends in the DLQ with the reason.
+#[tokio::test]
+async fn a_conflicting_order_put_straight_on_the_queue_is_dead_lettered_with_the_reason() {
+    let app = spawn_app_with(AppOptions {
+        visibility_timeout_ms: Some(200),
+        max_receive_count: Some(2),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = unique_id("bypass");
+    app.submit(&order(&id)).await;
+    app.wait_until_stored(&id, SHORT).await;
+    let mut impostor = order(&id);
+    impostor["customerId"] = json!("mallory");
+    app.put_on_queue(&impostor.to_string()).await;
+
+    let letters = wait_for(SHORT, "the conflicting message in the DLQ", async || {
+        let letters = app.dead_letters().await;
+        if letters.is_empty() {
+            Err("no dead letters yet".into())
+        } else {
+            Ok(letters)
+        }
+    })
+    .await;
+    assert!(
+        letters[0]["lastError"]
+            .as_str()
+            .unwrap_or("")
+            .contains("conflicts with the stored order"),
+        "{letters:?}"
+    );
+    let stored = app.stored_order(&id).await.unwrap();
+    assert_eq!(stored["customerId"], json!("cust-42"), "{stored}");
 }

@@ -85,6 +85,9 @@ pub async fn store_record(
             tracing::debug!("order was already stored");
             Ok(Stored::AlreadyThere)
         }
+        // Never success: the message fails until the queue moves it to its DLQ, with the
+        // reason ("conflicts with the stored order") in the error chain.
+        Err(e @ TableError::Conflict(_)) => Err(StoreError::Table(e)),
         Err(e) => Err(StoreError::Table(e)),
     }
 }

@@ -106,6 +106,8 @@ async fn download(server: &ServerArgs, dest: &Path) -> Result<(), BoxError> {
     let url = server.endpoint("/backup");
     let mut response = client
         .post(&url)
+        // Every POST must say JSON (the cross-site guard); this one carries no body.
+        .header("content-type", "application/json")
         // The whole database comes down this response: the client's usual 30 s is too short.
         .timeout(Duration::from_secs(24 * 3600))
         .send()

@@ -46,10 +46,11 @@ let placedOrderId;
 
 // ---- the real server ----------------------------------------------------------------------
 
-async function startServer() {
-  dataDir = await mkdtemp(path.join(tmpdir(), 'orderflow-portal-e2e-'));
-  const child = spawn(BINARY, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+async function startServer(extraEnv = {}) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'orderflow-portal-e2e-'));
+  dataDir ??= dir;
+  const child = spawn(BINARY, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dir], {
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -387,6 +388,43 @@ test('the form works from the keyboard and fits a phone screen', async () => {
   await page.getByTestId('order-status').filter({ hasText: /^STORED$/ }).waitFor();
   await screenshot(page, '09-phone-stored');
   await context.close();
+});
+
+test('with an API key, recent orders and the pipeline ask for it and then load with it', async () => {
+  const key = 'portal-e2e-key-0123456789';
+  const { child, url } = await startServer({ ORDERFLOW_API_KEY: key });
+  try {
+    const posted = await fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify({ orderID: 'keyed-1', customerId: 'cust-key', items: [{ sku: 'KEY-1', quantity: 1, unitPrice: 2.5 }], currency: 'EUR' }),
+      signal: AbortSignal.timeout(5000),
+    });
+    assert.equal(posted.status, 202);
+    for (let i = 0; i < 100; i += 1) {
+      const stored = await fetch(`${url}/orders/keyed-1`, { headers: { 'x-api-key': key }, signal: AbortSignal.timeout(5000) });
+      if (stored.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // The API's 401s before the key is entered are the page working, not a problem to report.
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    await page.goto(`${url}/orders.html`);
+    await page.locator('#orders-error').waitFor({ state: 'visible' });
+    await page.locator('#api-key').fill(key);
+    await page.locator('#api-key').dispatchEvent('change');
+    await page.locator('details[data-order-id="keyed-1"]').waitFor({ state: 'visible' });
+    await screenshot(page, '10-recent-orders-with-key');
+    // The key is kept for the tab: the pipeline page reads with it at once.
+    await page.goto(`${url}/pipeline.html`);
+    assert.equal(await page.locator('#api-key').inputValue(), key);
+    await page.getByTestId('orders-stored').filter({ hasText: /^1$/ }).waitFor();
+    await screenshot(page, '11-pipeline-with-key');
+    await context.close();
+  } finally {
+    await stopServer(child);
+  }
 });
 
 test('no page logged a CSP violation, a script error or a failed asset', () => {

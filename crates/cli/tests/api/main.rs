@@ -22,6 +22,7 @@ mod orders;
 mod peers;
 mod queue;
 mod recovery;
+mod retention;
 mod shutdown;
 mod signing;
 mod subscriber;

@@ -169,8 +169,16 @@ pub fn render_trace(t: &Value) -> String {
         out.push_str(&format!("  {stage:<10} {at:<25} {detail}\n"));
     };
     line("accepted", s(t, "acceptedAt"), String::new());
+    let pruned = |stage: &str| {
+        t["pruned"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|v| v == stage))
+    };
+    const PRUNED: &str = "done; details pruned (past their retention)";
     let r = &t["received"];
-    if r.is_object() {
+    if pruned("received") {
+        line("received", "-", PRUNED.into());
+    } else if r.is_object() {
         let mut detail = format!("receives: {}", n(r, "/receiveCount"));
         if let Some(e) = r["lastError"].as_str() {
             detail.push_str(&format!("; last error: {e}"));
@@ -188,7 +196,9 @@ pub fn render_trace(t: &Value) -> String {
     }
     line("stored", s(t, "storedAt"), String::new());
     let p = &t["published"];
-    if p.is_object() {
+    if pruned("published") {
+        line("published", "-", PRUNED.into());
+    } else if p.is_object() {
         let mut detail = s(p, "state").to_owned();
         if let Some(m) = p["messageId"].as_str() {
             detail.push_str(&format!("; message {m}"));
@@ -201,7 +211,9 @@ pub fn render_trace(t: &Value) -> String {
         line("published", "-", String::new());
     }
     let deliveries = t["deliveries"].as_array().cloned().unwrap_or_default();
-    if deliveries.is_empty() && p["state"] == "published" {
+    if pruned("deliveries") {
+        line("delivered", "-", PRUNED.into());
+    } else if deliveries.is_empty() && p["state"] == "published" {
         line("delivered", "-", "no subscription takes it".into());
     }
     for d in &deliveries {
@@ -227,4 +239,27 @@ pub fn render_trace(t: &Value) -> String {
         line("delivered", at, detail);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pruned_order_shows_its_pruned_stages_as_done() {
+        let trace = serde_json::json!({
+            "orderID": "o-1", "stage": "published", "acceptedAt": "2026-01-01T00:00:00Z",
+            "storedAt": "2026-01-01T00:00:01Z", "deliveries": [],
+            "pruned": ["received", "published", "deliveries"]
+        });
+        let text = render_trace(&trace);
+        for stage in ["received", "published", "delivered"] {
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with(stage))
+                .unwrap_or_else(|| panic!("no {stage} line in\n{text}"));
+            assert!(line.contains("details pruned"), "{line}");
+        }
+        assert!(!text.contains("not yet received"), "{text}");
+    }
 }

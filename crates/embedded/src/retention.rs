@@ -47,8 +47,8 @@ impl Default for RetentionConfig {
         RetentionConfig {
             stream: Some(DEFAULT_STREAM_RETENTION),
             history: Some(DEFAULT_HISTORY_RETENTION),
-            batch: 256,
-            pause: Duration::from_millis(5),
+            batch: 64,
+            pause: Duration::from_millis(10),
             every: Duration::from_secs(60),
         }
     }
@@ -606,9 +606,40 @@ mod tests {
             "for comparison, count(*) of stream_records: {:?}",
             count_started.elapsed()
         );
+        // How long a synced write (what a POST /orders waits for) takes, without and then
+        // with pruning running beside it.
+        let probe = |db: Arc<Db>, stop: Arc<std::sync::atomic::AtomicBool>| {
+            tokio::spawn(async move {
+                let mut took = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = std::time::Instant::now();
+                    db.write(|_| Ok(())).await.unwrap();
+                    took.push(t.elapsed());
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                took.sort();
+                let p = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+                (took.len(), p(0.5), p(0.99), p(1.0))
+            })
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let alone = probe(Arc::clone(&engine.db), Arc::clone(&stop));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "synced writes alone (n, p50, p99, max): {:?}",
+            alone.await.unwrap()
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beside = probe(Arc::clone(&engine.db), Arc::clone(&stop));
         let started = std::time::Instant::now();
         let report = engine.prune_history().await.unwrap();
         eprintln!("pruned {report:?} in {:.1?}", started.elapsed());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "synced writes while pruning (n, p50, p99, max): {:?}",
+            beside.await.unwrap()
+        );
         let (pages, free, page_size) = sizes(&engine).await;
         let used = (pages - free) * page_size / n as i64;
         let item: f64 = engine

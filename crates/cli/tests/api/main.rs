@@ -25,6 +25,7 @@ mod peers;
 mod queue;
 mod rate_limit;
 mod recovery;
+mod retention;
 mod shutdown;
 mod signing;
 mod slowloris;

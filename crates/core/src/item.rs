@@ -1,8 +1,8 @@
 //! The DynamoDB item shape of a stored order, shared by every table adapter and the stream.
 //!
 //! Money is a DynamoDB Number (`N`) written from its exact decimal text; timestamps are
-//! RFC 3339 strings. The embedded table stores this very shape, so its change stream carries
-//! the same `NewImage` as DynamoDB Streams.
+//! RFC 3339 strings. The embedded change stream carries this very shape, so its `NewImage`
+//! is the one DynamoDB Streams would carry (the embedded table's rows hold the order's JSON).
 
 use std::collections::HashMap;
 

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use orderflow_core::item::from_item;
 use orderflow_core::{ContentHash, Order, OrderId};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -43,10 +42,7 @@ pub(crate) fn stored_hash(c: &Connection, order_id: &str) -> Result<Option<Conte
     if let Some(hash) = hash.as_deref().and_then(ContentHash::from_slice) {
         return Ok(Some(hash));
     }
-    let item: serde_dynamo::Item =
-        serde_json::from_str(&item).map_err(|e| DbError::Corrupt(e.into()))?;
-    let order = from_item(&item).map_err(|e| DbError::Corrupt(e.into()))?;
-    Ok(Some(ContentHash::of(&order.order)))
+    Ok(Some(ContentHash::of(&crate::table::decode(&item)?.order)))
 }
 
 impl Queue {

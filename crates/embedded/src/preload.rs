@@ -1,6 +1,6 @@
 //! Bulk-loads stored orders straight into a data directory, for benchmarks at scale.
 //!
-//! The rows are exactly what the pipeline writes (the order item and its INSERT stream
+//! The rows are exactly what the pipeline writes (the order row and its INSERT stream
 //! record), with the stream consumer already past them, as if they had been published.
 
 use std::path::Path;
@@ -43,9 +43,10 @@ pub fn preload_orders(data_dir: &Path, count: u64) -> Result<(), crate::EngineEr
                 let item = serde_json::to_string(&to_item(&stored)).expect("item");
                 let keys = serde_json::to_string(&key_of(&stored)).expect("keys");
                 let hash = orderflow_core::ContentHash::of(&stored.order);
+                let row = serde_json::to_string(&stored).expect("order");
                 put.execute(params![
                     stored.id().as_str(),
-                    item,
+                    row,
                     hash.as_bytes().as_slice()
                 ])
                 .map_err(crate::DbError::from)?;

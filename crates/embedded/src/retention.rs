@@ -647,7 +647,7 @@ mod tests {
             .read(|c| Ok(c.query_row("SELECT avg(length(item)) FROM orders", [], |r| r.get(0))?))
             .await
             .unwrap();
-        eprintln!("the orders row keeps the DynamoDB-JSON item: {item:.0} bytes on average");
+        eprintln!("an orders row holds {item:.0} bytes of order on average");
         let (median, worst) = stats_latency(&engine).await;
         eprintln!(
             "after pruning: {used} bytes used per order, {} bytes of file per order ({pages} pages, {free} free); \

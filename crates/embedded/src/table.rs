@@ -102,16 +102,23 @@ enum Put {
     Conflict,
 }
 
-fn decode(item: &str) -> Result<StoredOrder, DbError> {
-    let item: serde_dynamo::Item =
-        serde_json::from_str(item).map_err(|e| DbError::Corrupt(e.into()))?;
-    from_item(&item).map_err(|e| DbError::Corrupt(e.into()))
+/// Reads an `orders` row: the stored order's own JSON or, in rows written by versions before
+/// retention, its DynamoDB item (`{"orderID":{"S":...}}`), a third larger for the same order.
+/// The change stream carries the item either way.
+pub(crate) fn decode(text: &str) -> Result<StoredOrder, DbError> {
+    if text.contains(r#""orderID":{"S""#) {
+        let item: serde_dynamo::Item =
+            serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.into()))?;
+        return from_item(&item).map_err(|e| DbError::Corrupt(e.into()));
+    }
+    serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.into()))
 }
 
 #[async_trait]
 impl OrderTable for SqliteOrderTable {
     async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError> {
         let id = order.id().clone();
+        let row = serde_json::to_string(order).expect("orders serialize");
         let item = serde_json::to_string(&to_item(order)).expect("items serialize");
         let keys = serde_json::to_string(&key_of(order)).expect("keys serialize");
         let order_id = id.to_string();
@@ -121,7 +128,7 @@ impl OrderTable for SqliteOrderTable {
             .write_relaxed(move |c| {
                 let inserted = c
                     .prepare_cached("INSERT INTO orders (order_id, item, content_hash) VALUES (?1, ?2, ?3) ON CONFLICT (order_id) DO NOTHING")?
-                    .execute(params![order_id, item, hash.as_bytes().as_slice()])?;
+                    .execute(params![order_id, row, hash.as_bytes().as_slice()])?;
                 if inserted == 0 {
                     let same = crate::intake::stored_hash(c, &order_id)? == Some(hash);
                     return Ok(if same { Put::Resent } else { Put::Conflict });
@@ -196,5 +203,36 @@ mod tests {
         assert_eq!(p3.orders.len(), 1);
         assert_eq!(p3.next_cursor, None);
         assert_eq!(t.count().await.unwrap(), 5);
+    }
+
+    /// Rows written by earlier versions hold the DynamoDB item; they still read, and a
+    /// resend of such an order is told from a conflict.
+    #[tokio::test]
+    async fn an_order_stored_as_its_dynamodb_item_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&dir);
+        let order = orderflow_core::conformance::sample_order();
+        let item = serde_json::to_string(&to_item(&order)).unwrap();
+        let id = order.id().to_string();
+        t.db.write(move |c| {
+            c.execute(
+                "INSERT INTO orders (order_id, item) VALUES (?1, ?2)",
+                params![id, item],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(t.get(order.id()).await.unwrap().unwrap(), order);
+        assert!(matches!(
+            t.put_new(&order).await,
+            Err(TableError::AlreadyExists(_))
+        ));
+        let mut other = order.clone();
+        other.order.customer_id = "someone-else".into();
+        assert!(matches!(
+            t.put_new(&other).await,
+            Err(TableError::Conflict(_))
+        ));
     }
 }

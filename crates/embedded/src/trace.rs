@@ -165,10 +165,7 @@ impl Engine {
                     .query_row(params![id], |r| r.get(0))
                     .optional()?;
                 if let Some(item) = item {
-                    let item: Item =
-                        serde_json::from_str(&item).map_err(|e| DbError::Corrupt(e.into()))?;
-                    let order = orderflow_core::item::from_item(&item)
-                        .map_err(|e| DbError::Corrupt(e.into()))?;
+                    let order = crate::table::decode(&item)?;
                     t.request_id = order.request_id.map(|r| r.to_string());
                     t.accepted_at = Some(orderflow_core::time::format(&order.received_at));
                     t.stored_at = Some(orderflow_core::time::format(&order.stored_at));

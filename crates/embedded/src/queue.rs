@@ -97,6 +97,16 @@ pub struct DeadLetter {
     pub last_error: Option<String>,
 }
 
+/// What [`Queue::change_visibility`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisibilityChange {
+    Changed,
+    /// No message of this queue was last received with this handle.
+    UnknownReceipt,
+    /// The message is visible again (its timeout ran out, or it was released).
+    NotInFlight,
+}
+
 /// A visible message as read inside a receive.
 struct Candidate {
     seq: i64,
@@ -469,6 +479,87 @@ impl Queue {
                         n
                     }
                 })
+            })
+            .await
+    }
+
+    /// The same queue, hiding what it receives for `timeout` instead of the configured
+    /// visibility timeout (SQS `ReceiveMessage`'s `VisibilityTimeout`).
+    pub fn with_visibility_timeout(&self, timeout: Duration) -> Queue {
+        Queue {
+            db: Arc::clone(&self.db),
+            config: QueueConfig {
+                visibility_timeout: timeout,
+                ..self.config.clone()
+            },
+            dlq: self.dlq.clone(),
+            notify: Arc::clone(&self.notify),
+            flow: Arc::clone(&self.flow),
+        }
+    }
+
+    /// This queue's dead-letter queue, as a queue of its own: a DLQ has no redrive policy,
+    /// so its messages never move on however often they are received.
+    pub fn dead_letter_queue(&self) -> Queue {
+        Queue::new(
+            Arc::clone(&self.db),
+            QueueConfig {
+                name: self.dlq.clone(),
+                visibility_timeout: self.config.visibility_timeout,
+                max_receive_count: u32::MAX,
+            },
+        )
+    }
+
+    /// Hides an in-flight message for `timeout` from now (SQS `ChangeMessageVisibility`;
+    /// zero makes it visible at once).
+    pub async fn change_visibility(
+        &self,
+        receipt_handle: String,
+        timeout: Duration,
+    ) -> Result<VisibilityChange, DbError> {
+        let queue = self.config.name.clone();
+        let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        let change = self
+            .db
+            .write_relaxed(move |c| {
+                let now = now_ms();
+                let visible_at: Option<i64> = c
+                    .query_row(
+                        "SELECT visible_at FROM queue_messages WHERE receipt_handle = ?1 AND queue = ?2",
+                        params![receipt_handle, queue],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(match visible_at {
+                    None => VisibilityChange::UnknownReceipt,
+                    Some(at) if at <= now => VisibilityChange::NotInFlight,
+                    Some(_) => {
+                        c.execute(
+                            "UPDATE queue_messages SET visible_at = ?3 WHERE receipt_handle = ?1 AND queue = ?2",
+                            params![receipt_handle, queue, now.saturating_add(timeout)],
+                        )?;
+                        VisibilityChange::Changed
+                    }
+                })
+            })
+            .await?;
+        if change == VisibilityChange::Changed {
+            self.notify.notify_waiters();
+        }
+        Ok(change)
+    }
+
+    /// Deletes every message of this queue, visible or in flight (SQS `PurgeQueue`); its
+    /// dead-letter queue is a queue of its own and keeps its messages.
+    pub async fn purge(&self) -> Result<usize, DbError> {
+        let queue = self.config.name.clone();
+        self.db
+            .write(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM queue_messages WHERE queue = ?1",
+                    params![queue],
+                )?)
             })
             .await
     }

@@ -686,6 +686,79 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_visibility_change_hides_or_releases_only_an_in_flight_message_of_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, 30_000, 5);
+        q.send("a".into(), BTreeMap::new()).await.unwrap();
+        let r = q.receive(10).await.unwrap().messages.remove(0);
+        let other = q.dead_letter_queue();
+        assert_eq!(
+            other
+                .change_visibility(r.receipt_handle.clone(), Duration::ZERO)
+                .await
+                .unwrap(),
+            VisibilityChange::UnknownReceipt,
+            "a receipt is scoped to its queue"
+        );
+        assert!(q.receive(10).await.unwrap().messages.is_empty());
+        assert_eq!(
+            q.change_visibility(r.receipt_handle.clone(), Duration::ZERO)
+                .await
+                .unwrap(),
+            VisibilityChange::Changed
+        );
+        assert_eq!(
+            q.change_visibility(r.receipt_handle.clone(), Duration::from_secs(5))
+                .await
+                .unwrap(),
+            VisibilityChange::NotInFlight
+        );
+        let again = q
+            .with_visibility_timeout(Duration::from_millis(50))
+            .receive(10)
+            .await
+            .unwrap();
+        assert_eq!(again.messages[0].receive_count, 2);
+        assert!(q.receive(10).await.unwrap().messages.is_empty());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            q.receive(10).await.unwrap().messages.len(),
+            1,
+            "the override's timeout ran out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_empties_the_queue_and_leaves_its_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, 30_000, 1);
+        q.send("poison".into(), BTreeMap::new()).await.unwrap();
+        q.receive(10).await.unwrap();
+        q.release_all_in_flight().await.unwrap();
+        assert!(
+            q.receive(10).await.unwrap().messages.is_empty(),
+            "moved to the DLQ"
+        );
+        q.send("a".into(), BTreeMap::new()).await.unwrap();
+        q.send("b".into(), BTreeMap::new()).await.unwrap();
+        q.receive(1).await.unwrap();
+        assert_eq!(q.purge().await.unwrap(), 2);
+        let stats = q.stats().await.unwrap();
+        assert_eq!(
+            (stats.visible, stats.in_flight, stats.dead_letter),
+            (0, 0, 1)
+        );
+        let dlq = q.dead_letter_queue();
+        for _ in 0..3 {
+            let dead = dlq.receive(10).await.unwrap().messages;
+            assert_eq!(dead[0].body, "poison", "a DLQ never moves its messages on");
+            dlq.release(vec![dead[0].receipt_handle.clone()])
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test]
     async fn a_batch_receive_takes_at_most_ten_and_messages_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {

@@ -75,10 +75,9 @@ class Server:
 def server():
     # Short visibility and two receives: a bad order reaches the DLQ within a second.
     s = Server("--visibility-timeout-ms", "300", "--max-receive-count", "2")
-    status, _ = s.http("POST", "/subscriptions", {"protocol": "queue", "endpoint": "audit"})
-    assert status == 201, status
-    status, _ = s.http("POST", "/subscriptions", {"protocol": "queue", "endpoint": "scratch"})
-    assert status == 201, status
+    for name in ("audit", "scratch", "warehouse"):
+        status, _ = s.http("POST", "/subscriptions", {"protocol": "queue", "endpoint": name})
+        assert status == 201, status
     yield s
     s.stop()
 

@@ -50,13 +50,14 @@ def error_code(e):
 def test_list_queues_names_the_orders_queue_its_dlq_and_every_subscription_queue(server, sqs):
     urls = sqs.list_queues()["QueueUrls"]
     names = [u.rsplit("/", 1)[1] for u in urls]
-    assert names == ["POC-Queue", "POC-Queue-DLQ", "audit", "audit-dlq", "scratch", "scratch-dlq"]
+    assert names == ["POC-Queue", "POC-Queue-DLQ", "audit", "audit-dlq", "scratch", "scratch-dlq",
+                     "warehouse", "warehouse-dlq"]
     assert urls[0] == f"{server.url}/000000000000/POC-Queue"
     assert [u.rsplit("/", 1)[1] for u in sqs.list_queues(QueueNamePrefix="aud")["QueueUrls"]] == ["audit", "audit-dlq"]
     first = sqs.list_queues(MaxResults=4)
     assert len(first["QueueUrls"]) == 4
     rest = sqs.list_queues(MaxResults=4, NextToken=first["NextToken"])
-    assert [u.rsplit("/", 1)[1] for u in rest["QueueUrls"]] == ["scratch", "scratch-dlq"]
+    assert [u.rsplit("/", 1)[1] for u in rest["QueueUrls"]] == ["scratch", "scratch-dlq", "warehouse", "warehouse-dlq"]
     assert "NextToken" not in rest
 
 

@@ -358,3 +358,36 @@ def test_an_operation_not_served_yet_is_named_in_an_unsupported_operation_error(
     with pytest.raises(sqs.exceptions.UnsupportedOperation) as e:
         sqs.create_queue(QueueName="new")
     assert "CreateQueue" in e.value.response["Error"]["Message"]
+
+
+# ---------------------------------------------------------------- dead-letter redrive
+
+
+def test_a_dead_letter_queue_names_its_source_queue(server, sqs):
+    sources = sqs.list_dead_letter_source_queues(QueueUrl=queue_url(server, "POC-Queue-DLQ"))["queueUrls"]
+    assert sources == [queue_url(server, "POC-Queue")]
+    assert sqs.list_dead_letter_source_queues(QueueUrl=queue_url(server, "audit-dlq"))["queueUrls"] == [
+        queue_url(server, "audit")]
+    assert sqs.list_dead_letter_source_queues(QueueUrl=queue_url(server, "audit"))["queueUrls"] == []
+
+
+def test_a_message_move_task_puts_dead_letters_back_on_their_source_queue(server, sqs):
+    url, dlq = queue_url(server, "scratch"), queue_url(server, "scratch-dlq")
+    sqs.purge_queue(QueueUrl=url)
+    sqs.purge_queue(QueueUrl=dlq)
+    sqs.send_message_batch(QueueUrl=dlq, Entries=[{"Id": "1", "MessageBody": "d1"}, {"Id": "2", "MessageBody": "d2"}])
+    arn = "arn:aws:sqs:us-east-1:000000000000:scratch-dlq"
+    handle = sqs.start_message_move_task(SourceArn=arn)["TaskHandle"]
+    tasks = sqs.list_message_move_tasks(SourceArn=arn)["Results"]
+    assert tasks[0]["TaskHandle"] == handle
+    assert tasks[0]["Status"] == "COMPLETED"
+    assert tasks[0]["DestinationArn"] == "arn:aws:sqs:us-east-1:000000000000:scratch"
+    assert tasks[0]["ApproximateNumberOfMessagesMoved"] == 2
+    bodies = sorted(m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"])
+    assert bodies == ["d1", "d2"]
+    with pytest.raises(ClientError) as e:
+        sqs.start_message_move_task(SourceArn="arn:aws:sqs:us-east-1:000000000000:scratch")
+    assert error_code(e.value) == ("InvalidParameterValue", 400)
+    with pytest.raises(sqs.exceptions.ResourceNotFoundException):
+        sqs.list_message_move_tasks(SourceArn="arn:aws:sqs:us-east-1:000000000000:nope")
+    sqs.purge_queue(QueueUrl=url)

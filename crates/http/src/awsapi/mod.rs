@@ -42,6 +42,8 @@ pub struct AwsSettings {
     pub access_key_id: String,
     /// Queue URLs say `https` (the listener serves TLS).
     pub tls: bool,
+    /// The most recent `StartMessageMoveTask`s, newest first (`ListMessageMoveTasks`).
+    pub(crate) move_tasks: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
     /// The API key: with it, requests must be signed with it as the secret access key.
     secret: Option<String>,
 }
@@ -57,6 +59,7 @@ impl AwsSettings {
             account_id: account_id.to_owned(),
             access_key_id: access_key_id.to_owned(),
             tls: false,
+            move_tasks: Default::default(),
             secret: None,
         }
     }

@@ -3,6 +3,7 @@
 //! <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_Operations.html>
 
 mod messages;
+mod move_tasks;
 mod queues;
 
 use std::collections::{BTreeMap, HashSet};
@@ -249,6 +250,12 @@ impl<'a> Sqs<'a> {
             "ChangeMessageVisibility" => self.change_visibility(input(body)?).await,
             "ChangeMessageVisibilityBatch" => self.change_visibility_batch(input(body)?).await,
             "PurgeQueue" => self.purge_queue(input(body)?).await,
+            "ListDeadLetterSourceQueues" => {
+                let q: QueueUrlInput = input(body)?;
+                self.list_dead_letter_source_queues(q.queue_url).await
+            }
+            "StartMessageMoveTask" => self.start_message_move_task(input(body)?).await,
+            "ListMessageMoveTasks" => self.list_message_move_tasks(input(body)?).await,
             other => Err(AwsError::unknown_operation(&format!("AmazonSQS.{other}"))),
         }
     }

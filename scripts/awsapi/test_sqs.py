@@ -187,7 +187,7 @@ def test_string_number_and_binary_attributes_round_trip_with_matching_md5s(serve
     only = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["trace.*", "total"])["Messages"][0]
     assert set(only["MessageAttributes"]) == {"trace.id", "total"}
     assert only["MD5OfMessageAttributes"] == md5_of_attributes({k: attributes[k] for k in ("trace.id", "total")})
-    none = sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=only["ReceiptHandle"], VisibilityTimeout=0)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=only["ReceiptHandle"], VisibilityTimeout=0)
     plain = sqs.receive_message(QueueUrl=url)["Messages"][0]
     assert "MessageAttributes" not in plain and "MD5OfMessageAttributes" not in plain
     sqs.purge_queue(QueueUrl=url)

@@ -86,14 +86,22 @@ pub struct GuardArgs {
 
 impl GuardArgs {
     pub fn api_key(&self) -> Result<Option<ApiKey>, BoxError> {
-        let key = match (&self.api_key, &self.api_key_file) {
-            (Some(key), _) => key.clone(),
-            (None, Some(path)) => read_or_create_key_file(path)?,
-            (None, None) => return Ok(None),
+        let Some(key) = self.api_key_secret()? else {
+            return Ok(None);
         };
         Ok(Some(
-            ApiKey::new(key.trim()).map_err(|e| format!("--api-key: {e}"))?,
+            ApiKey::new(&key).map_err(|e| format!("--api-key: {e}"))?,
         ))
+    }
+
+    /// The API key itself: the secret access key that SigV4 signatures of AWS requests are
+    /// checked with (an HMAC needs the secret, not a digest of it).
+    pub fn api_key_secret(&self) -> Result<Option<String>, BoxError> {
+        Ok(match (&self.api_key, &self.api_key_file) {
+            (Some(key), _) => Some(key.trim().to_owned()),
+            (None, Some(path)) => Some(read_or_create_key_file(path)?.trim().to_owned()),
+            (None, None) => None,
+        })
     }
 
     /// The read-only key, which only means something beside the API key.

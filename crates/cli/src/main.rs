@@ -1,5 +1,6 @@
 //! `orderflow`: the all-in-one order pipeline (`serve`) and its command-line client.
 
+mod aws_protocols;
 mod backup;
 mod bench;
 mod chart;

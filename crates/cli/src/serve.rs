@@ -85,6 +85,8 @@ pub struct ServeArgs {
     network: crate::network::NetworkArgs,
     #[command(flatten)]
     retention: crate::retention::RetentionArgs,
+    #[command(flatten)]
+    aws: crate::aws_protocols::AwsArgs,
     /// Log format on stderr.
     #[arg(
         long,
@@ -138,6 +140,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     config.retention = args.retention.config();
 
     let api_key = args.guard.api_key()?;
+    let aws = args
+        .aws
+        .settings(args.guard.api_key_secret()?, tls.is_some());
     let read_api_key = args.guard.read_api_key()?;
     let engine = Engine::open(config)?;
     crate::subscriptions::apply_file(&args.fanout, &engine).await?;
@@ -153,6 +158,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
     let state = orderflow_http::AppState::new(engine.clone())
         .with_api_key(api_key)
         .with_read_api_key(read_api_key)
+        .with_aws(aws)
         .with_metrics_open(args.guard.metrics_open)
         .with_limits(args.guard.limits())
         .with_allowed_hosts(

@@ -97,6 +97,16 @@ pub struct DeadLetter {
     pub last_error: Option<String>,
 }
 
+/// What [`Queue::change_visibility`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisibilityChange {
+    Changed,
+    /// No message of this queue was last received with this handle.
+    UnknownReceipt,
+    /// The message is visible again (its timeout ran out, or it was released).
+    NotInFlight,
+}
+
 /// A visible message as read inside a receive.
 struct Candidate {
     seq: i64,
@@ -473,6 +483,87 @@ impl Queue {
             .await
     }
 
+    /// The same queue, hiding what it receives for `timeout` instead of the configured
+    /// visibility timeout (SQS `ReceiveMessage`'s `VisibilityTimeout`).
+    pub fn with_visibility_timeout(&self, timeout: Duration) -> Queue {
+        Queue {
+            db: Arc::clone(&self.db),
+            config: QueueConfig {
+                visibility_timeout: timeout,
+                ..self.config.clone()
+            },
+            dlq: self.dlq.clone(),
+            notify: Arc::clone(&self.notify),
+            flow: Arc::clone(&self.flow),
+        }
+    }
+
+    /// This queue's dead-letter queue, as a queue of its own: a DLQ has no redrive policy,
+    /// so its messages never move on however often they are received.
+    pub fn dead_letter_queue(&self) -> Queue {
+        Queue::new(
+            Arc::clone(&self.db),
+            QueueConfig {
+                name: self.dlq.clone(),
+                visibility_timeout: self.config.visibility_timeout,
+                max_receive_count: u32::MAX,
+            },
+        )
+    }
+
+    /// Hides an in-flight message for `timeout` from now (SQS `ChangeMessageVisibility`;
+    /// zero makes it visible at once).
+    pub async fn change_visibility(
+        &self,
+        receipt_handle: String,
+        timeout: Duration,
+    ) -> Result<VisibilityChange, DbError> {
+        let queue = self.config.name.clone();
+        let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        let change = self
+            .db
+            .write_relaxed(move |c| {
+                let now = now_ms();
+                let visible_at: Option<i64> = c
+                    .query_row(
+                        "SELECT visible_at FROM queue_messages WHERE receipt_handle = ?1 AND queue = ?2",
+                        params![receipt_handle, queue],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(match visible_at {
+                    None => VisibilityChange::UnknownReceipt,
+                    Some(at) if at <= now => VisibilityChange::NotInFlight,
+                    Some(_) => {
+                        c.execute(
+                            "UPDATE queue_messages SET visible_at = ?3 WHERE receipt_handle = ?1 AND queue = ?2",
+                            params![receipt_handle, queue, now.saturating_add(timeout)],
+                        )?;
+                        VisibilityChange::Changed
+                    }
+                })
+            })
+            .await?;
+        if change == VisibilityChange::Changed {
+            self.notify.notify_waiters();
+        }
+        Ok(change)
+    }
+
+    /// Deletes every message of this queue, visible or in flight (SQS `PurgeQueue`); its
+    /// dead-letter queue is a queue of its own and keeps its messages.
+    pub async fn purge(&self) -> Result<usize, DbError> {
+        let queue = self.config.name.clone();
+        self.db
+            .write(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM queue_messages WHERE queue = ?1",
+                    params![queue],
+                )?)
+            })
+            .await
+    }
+
     /// True when a message with this id is still queued (visible, in flight or dead).
     pub async fn contains(&self, message_id: String) -> Result<bool, DbError> {
         self.db
@@ -592,6 +683,79 @@ mod tests {
             r.messages[0].receive_count, 1,
             "a redriven message starts over"
         );
+    }
+
+    #[tokio::test]
+    async fn a_visibility_change_hides_or_releases_only_an_in_flight_message_of_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, 30_000, 5);
+        q.send("a".into(), BTreeMap::new()).await.unwrap();
+        let r = q.receive(10).await.unwrap().messages.remove(0);
+        let other = q.dead_letter_queue();
+        assert_eq!(
+            other
+                .change_visibility(r.receipt_handle.clone(), Duration::ZERO)
+                .await
+                .unwrap(),
+            VisibilityChange::UnknownReceipt,
+            "a receipt is scoped to its queue"
+        );
+        assert!(q.receive(10).await.unwrap().messages.is_empty());
+        assert_eq!(
+            q.change_visibility(r.receipt_handle.clone(), Duration::ZERO)
+                .await
+                .unwrap(),
+            VisibilityChange::Changed
+        );
+        assert_eq!(
+            q.change_visibility(r.receipt_handle.clone(), Duration::from_secs(5))
+                .await
+                .unwrap(),
+            VisibilityChange::NotInFlight
+        );
+        let again = q
+            .with_visibility_timeout(Duration::from_millis(50))
+            .receive(10)
+            .await
+            .unwrap();
+        assert_eq!(again.messages[0].receive_count, 2);
+        assert!(q.receive(10).await.unwrap().messages.is_empty());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            q.receive(10).await.unwrap().messages.len(),
+            1,
+            "the override's timeout ran out"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_empties_the_queue_and_leaves_its_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, 30_000, 1);
+        q.send("poison".into(), BTreeMap::new()).await.unwrap();
+        q.receive(10).await.unwrap();
+        q.release_all_in_flight().await.unwrap();
+        assert!(
+            q.receive(10).await.unwrap().messages.is_empty(),
+            "moved to the DLQ"
+        );
+        q.send("a".into(), BTreeMap::new()).await.unwrap();
+        q.send("b".into(), BTreeMap::new()).await.unwrap();
+        q.receive(1).await.unwrap();
+        assert_eq!(q.purge().await.unwrap(), 2);
+        let stats = q.stats().await.unwrap();
+        assert_eq!(
+            (stats.visible, stats.in_flight, stats.dead_letter),
+            (0, 0, 1)
+        );
+        let dlq = q.dead_letter_queue();
+        for _ in 0..3 {
+            let dead = dlq.receive(10).await.unwrap().messages;
+            assert_eq!(dead[0].body, "poison", "a DLQ never moves its messages on");
+            dlq.release(vec![dead[0].receipt_handle.clone()])
+                .await
+                .unwrap();
+        }
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! plus the administration endpoints of the embedded engine.
 
 pub mod auth;
+pub mod awsapi;
 mod backup;
 pub mod connections;
 pub mod cross_site;
@@ -56,6 +57,8 @@ pub struct AppState {
     /// The host names requests may address (DNS rebinding); see [`cross_site`].
     pub allowed_hosts: Arc<cross_site::AllowedHosts>,
     rate_limiter: Option<Arc<rate_limit::ClientLimiter>>,
+    /// Region, account and credentials of the AWS protocols; see [`awsapi`].
+    pub aws: Arc<awsapi::AwsSettings>,
 }
 
 impl AppState {
@@ -70,11 +73,17 @@ impl AppState {
             gauges: Arc::default(),
             allowed_hosts: Arc::new(cross_site::AllowedHosts::any()),
             rate_limiter: None,
+            aws: Arc::new(awsapi::AwsSettings::default()),
         }
     }
 
     pub fn with_allowed_hosts(mut self, hosts: cross_site::AllowedHosts) -> Self {
         self.allowed_hosts = Arc::new(hosts);
+        self
+    }
+
+    pub fn with_aws(mut self, aws: awsapi::AwsSettings) -> Self {
+        self.aws = Arc::new(aws);
         self
     }
 
@@ -144,6 +153,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_api_key,
+        ))
+        // AWS requests are answered here, before our key and content-type checks (they
+        // carry SigV4 and the AWS JSON content type instead) and after the Host check.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            awsapi::serve_aws_protocols,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

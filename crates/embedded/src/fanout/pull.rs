@@ -101,6 +101,12 @@ impl PullQueues {
         }
     }
 
+    /// The subscription's queue itself, for what the methods here do not cover (the SQS
+    /// wire protocol's visibility changes, purges and dead-letter queue).
+    pub fn queue_of(&self, sub: &Subscription) -> Queue {
+        self.queue(sub, None)
+    }
+
     pub async fn delete(
         &self,
         sub: &Subscription,

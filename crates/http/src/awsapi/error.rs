@@ -1,0 +1,128 @@
+//! Errors in the shape of AWS's JSON protocol for SQS: a `__type` naming the error shape,
+//! a `message`, and the `x-amzn-query-error: <Query error code>;<Sender|Receiver>` header
+//! that query-compatible SDKs (botocore's `_do_query_compatible_error_parse`) turn into
+//! the error code and the modeled exception.
+//! <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-json-api-responses.html>
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AMZ_JSON_1_0;
+
+#[derive(Debug)]
+pub struct AwsError {
+    pub status: StatusCode,
+    /// The value of `__type`, e.g. `com.amazonaws.sqs#QueueDoesNotExist`.
+    pub type_name: String,
+    /// The Query protocol's code, e.g. `AWS.SimpleQueueService.NonExistentQueue`.
+    pub query_code: String,
+    /// `Sender` when the request was at fault, `Receiver` when we were.
+    pub sender_fault: bool,
+    pub message: String,
+}
+
+impl AwsError {
+    /// A modeled SQS error: `shape` is its name in the SQS model, `query_code` the code
+    /// the Query protocol used for it.
+    pub fn sqs(shape: &str, query_code: &str, message: impl Into<String>) -> Self {
+        AwsError {
+            status: StatusCode::BAD_REQUEST,
+            type_name: format!("com.amazonaws.sqs#{shape}"),
+            query_code: query_code.to_owned(),
+            sender_fault: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn queue_does_not_exist() -> Self {
+        AwsError::sqs(
+            "QueueDoesNotExist",
+            "AWS.SimpleQueueService.NonExistentQueue",
+            "The specified queue does not exist.",
+        )
+    }
+
+    pub fn receipt_handle_is_invalid(handle: &str) -> Self {
+        AwsError::sqs(
+            "ReceiptHandleIsInvalid",
+            "ReceiptHandleIsInvalid",
+            format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+        )
+    }
+
+    /// A parameter outside its range or format (not a modeled shape in the SQS model).
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        AwsError::sqs("InvalidParameterValue", "InvalidParameterValue", message)
+    }
+
+    pub fn missing_parameter(name: &str) -> Self {
+        AwsError::sqs(
+            "MissingParameter",
+            "MissingParameter",
+            format!("The request must contain the parameter {name}."),
+        )
+    }
+
+    pub fn serialization(message: impl Into<String>) -> Self {
+        AwsError::sqs("SerializationException", "SerializationException", message)
+    }
+
+    pub fn unknown_operation(target: &str) -> Self {
+        AwsError::sqs(
+            "UnsupportedOperation",
+            "AWS.SimpleQueueService.UnsupportedOperation",
+            format!("orderflow serve does not serve the operation {target:?} (yet)."),
+        )
+    }
+
+    pub fn service_unavailable() -> Self {
+        AwsError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            type_name: "com.amazonaws.sqs#ServiceUnavailable".into(),
+            query_code: "ServiceUnavailable".into(),
+            sender_fault: false,
+            message: "The server is shutting down; retry shortly.".into(),
+        }
+    }
+
+    pub fn internal(e: impl std::error::Error + 'static) -> Self {
+        tracing::error!(error = %orderflow_core::error_chain(&e), "an AWS request failed");
+        AwsError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            type_name: "com.amazonaws.sqs#InternalError".into(),
+            query_code: "InternalError".into(),
+            sender_fault: false,
+            message: "We encountered an internal error. Please try again.".into(),
+        }
+    }
+
+    /// An authentication failure (403): `code` is `InvalidClientTokenId`,
+    /// `SignatureDoesNotMatch`, `MissingAuthenticationToken` or `IncompleteSignature`.
+    pub fn auth(code: &str, message: impl Into<String>) -> Self {
+        AwsError {
+            status: StatusCode::FORBIDDEN,
+            type_name: format!("com.amazon.coral.service#{code}Exception"),
+            query_code: code.to_owned(),
+            sender_fault: true,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for AwsError {
+    fn into_response(self) -> Response {
+        let fault = if self.sender_fault {
+            "Sender"
+        } else {
+            "Receiver"
+        };
+        let body = json!({"__type": self.type_name, "message": self.message}).to_string();
+        let mut response =
+            (self.status, [(header::CONTENT_TYPE, AMZ_JSON_1_0)], body).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", self.query_code)) {
+            response.headers_mut().insert("x-amzn-query-error", v);
+        }
+        response
+    }
+}

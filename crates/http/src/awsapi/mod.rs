@@ -1,0 +1,188 @@
+//! The AWS wire protocols on `orderflow serve`'s own listener: a `POST /` that names an
+//! operation in `X-Amz-Target` is an AWS request (SQS's JSON protocol for now), checked for
+//! SigV4, answered in the protocol's own shapes; every other request goes on to our API.
+//!
+//! AWS requests skip our API-key and JSON content-type checks: SigV4 replaces the key, and
+//! their content type (`application/x-amz-json-1.0`) and `X-Amz-Target` header are not
+//! ones a form or a no-cors `fetch` can send, so a browser asks first (CORS preflight) and
+//! this server allows no cross-origin requests. The Host check, rate limit, header limit and
+//! request timeout stay in front of them.
+
+mod error;
+mod md5;
+pub mod sigv4;
+mod sqs;
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+pub use error::AwsError;
+
+use crate::AppState;
+
+/// SQS's JSON protocol (AWS JSON 1.0), as botocore's SQS model declares it
+/// (`"protocol": "json", "jsonVersion": "1.0", "targetPrefix": "AmazonSQS"`).
+pub const AMZ_JSON_1_0: &str = "application/x-amz-json-1.0";
+
+/// Largest AWS request body: a batch of ten messages whose bodies and attributes reach
+/// SQS's 256 KiB total, with room for JSON escaping.
+pub const MAX_AWS_BODY_BYTES: usize = 1024 * 1024;
+
+/// The account, region and credentials the AWS protocols answer with and check.
+#[derive(Clone)]
+pub struct AwsSettings {
+    pub region: String,
+    pub account_id: String,
+    /// The access key id a signed request must name when a secret is set.
+    pub access_key_id: String,
+    /// Queue URLs say `https` (the listener serves TLS).
+    pub tls: bool,
+    /// The most recent `StartMessageMoveTask`s, newest first (`ListMessageMoveTasks`).
+    pub(crate) move_tasks: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// The API key: with it, requests must be signed with it as the secret access key.
+    secret: Option<String>,
+}
+
+impl AwsSettings {
+    pub const DEFAULT_REGION: &str = "us-east-1";
+    pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+    pub const DEFAULT_ACCESS_KEY_ID: &str = "orderflow";
+
+    pub fn new(region: &str, account_id: &str, access_key_id: &str) -> Self {
+        AwsSettings {
+            region: region.to_owned(),
+            account_id: account_id.to_owned(),
+            access_key_id: access_key_id.to_owned(),
+            tls: false,
+            move_tasks: Default::default(),
+            secret: None,
+        }
+    }
+
+    /// Requires SigV4 signatures made with `secret` (the API key) from now on.
+    pub fn with_secret(mut self, secret: Option<String>) -> Self {
+        self.secret = secret;
+        self
+    }
+
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    pub(crate) fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings::new(
+            Self::DEFAULT_REGION,
+            Self::DEFAULT_ACCOUNT_ID,
+            Self::DEFAULT_ACCESS_KEY_ID,
+        )
+    }
+}
+
+impl fmt::Debug for AwsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsSettings")
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field("access_key_id", &self.access_key_id)
+            .field("tls", &self.tls)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Whether a request is for the AWS protocols: `POST /` naming an operation.
+fn is_aws_request(request: &Request) -> bool {
+    request.method() == Method::POST
+        && request.uri().path() == "/"
+        && request.headers().contains_key("x-amz-target")
+}
+
+/// Answers AWS requests; hands every other request on to our API.
+pub async fn serve_aws_protocols(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !is_aws_request(&request) {
+        return next.run(request).await;
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = match answer(&state, request).await {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, AMZ_JSON_1_0)],
+            body.to_string(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value, AwsError> {
+    let (parts, body) = request.into_parts();
+    let target = header_str(&parts.headers, "x-amz-target").to_owned();
+    let bytes = axum::body::to_bytes(body, MAX_AWS_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            AwsError::invalid_parameter(format!(
+                "The request is larger than {MAX_AWS_BODY_BYTES} bytes or could not be read"
+            ))
+        })?;
+    sigv4::verify(
+        &state.aws,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        &bytes,
+    )?;
+    let mime = header_str(&parts.headers, header::CONTENT_TYPE.as_str())
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != AMZ_JSON_1_0 {
+        return Err(AwsError::invalid_parameter(format!(
+            "The content type must be {AMZ_JSON_1_0} (the AWS JSON 1.0 protocol)"
+        )));
+    }
+    let input: serde_json::Value = if bytes.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            AwsError::serialization(format!("The request body is not valid JSON: {e}"))
+        })?
+    };
+    let Some(operation) = target.strip_prefix("AmazonSQS.") else {
+        return Err(AwsError::unknown_operation(&target));
+    };
+    if !state.accepting.load(Ordering::Relaxed) {
+        return Err(AwsError::service_unavailable());
+    }
+    let host = header_str(&parts.headers, header::HOST.as_str()).to_owned();
+    let sqs = sqs::Sqs::new(state, &host);
+    sqs.call(operation, input).await
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}

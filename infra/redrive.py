@@ -34,11 +34,15 @@ def republish(sqs, sns, queue_url: str, topic_arn: str, limit: int = 100_000) ->
             return published
         for message in messages:
             held = json.loads(message["Body"])
+            # An order's announcement is held as SnsTopic sent it: MessageStructure=json with
+            # the event under "default" and the readable mail under "email".
+            structure = {"MessageStructure": held["MessageStructure"]} if "MessageStructure" in held else {}
             sns.publish(
                 TopicArn=topic_arn,
                 Subject=held["Subject"],
                 Message=held["Message"],
                 MessageAttributes=held.get("MessageAttributes", {}),
+                **structure,
             )
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             published += 1

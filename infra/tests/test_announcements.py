@@ -24,9 +24,13 @@ sys.path.insert(0, str(ROOT / "infra"))
 import redrive  # noqa: E402
 
 # What crates/aws/src/held_back.rs writes (crates/aws/tests/moto/pipeline.rs checks the same keys).
+EVENT = json.dumps({"type": "OrderCreated", "order": {"orderID": "ord-1001", "currency": "EUR"}})
 HELD = {
-    "Subject": "OrderCreated",
-    "Message": json.dumps({"type": "OrderCreated", "order": {"orderID": "ord-1001", "currency": "EUR"}}),
+    "Subject": "Order ord-1001 received: 60.07 EUR",
+    # MessageStructure=json: "default" for SQS, HTTP and Lambda subscribers, "email" for mail
+    # (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html, MessageStructure).
+    "MessageStructure": "json",
+    "Message": json.dumps({"default": EVENT, "email": "Order ord-1001\n...", "type": "OrderCreated"}),
     "MessageAttributes": {
         "eventType": {"DataType": "String", "StringValue": "OrderCreated"},
         "total": {"DataType": "Number", "StringValue": "60.07"},
@@ -78,8 +82,9 @@ class Redrive(unittest.TestCase):
                 break
         self.assertEqual(len(got), 3)
         notification = json.loads(got[0]["Body"])
-        self.assertEqual(notification["Subject"], "OrderCreated")
-        self.assertEqual(notification["Message"], HELD["Message"])
+        self.assertEqual(notification["Subject"], HELD["Subject"])
+        # The subscriber gets the "default" message, the event itself, not the structure.
+        self.assertEqual(notification["Message"], EVENT)
         self.assertEqual(notification["MessageAttributes"]["total"], {"Type": "Number", "Value": "60.07"})
         self.assertEqual(sqs.receive_message(QueueUrl=held_url, WaitTimeSeconds=0).get("Messages", []), [])
 

@@ -65,7 +65,11 @@ impl<T: Topic> HeldBackTopic<T> {
 }
 
 /// The held-back message: SNS `Publish` parameters, so republishing passes them as they are.
+/// An order's announcement is kept as [`SnsTopic`](crate::sns::SnsTopic) sends it
+/// (`MessageStructure=json`, with the readable mail under `email`), so e-mail subscribers get
+/// the same mail from a republished announcement as from a first one.
 pub fn held_back_message(publication: &Publication) -> Value {
+    let (message, structured) = crate::sns::message_for(publication);
     let attributes: Map<String, Value> = publication
         .attributes
         .iter()
@@ -76,12 +80,16 @@ pub fn held_back_message(publication: &Publication) -> Value {
             )
         })
         .collect();
-    json!({
+    let mut held = json!({
         "Subject": publication.subject,
-        "Message": publication.message,
+        "Message": message,
         "MessageAttributes": attributes,
         "DeduplicationId": publication.dedup_id,
-    })
+    });
+    if structured {
+        held["MessageStructure"] = json!("json");
+    }
+    held
 }
 
 #[async_trait]

@@ -2,17 +2,17 @@
 //! plus the administration endpoints of the embedded engine.
 
 pub mod auth;
+mod backup;
 pub mod connections;
 pub mod cross_site;
-mod backup;
 mod dlq;
 mod error;
 mod fanout;
 pub mod limits;
 mod observe;
 pub mod openapi;
-pub mod tls;
 pub mod rate_limit;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -120,7 +120,9 @@ async fn download(server: &ServerArgs, dest: &Path) -> Result<(), BoxError> {
     }
     let total = response.content_length().unwrap_or(0);
     let partial = dest.with_extension("partial");
-    let mut file = std::fs::File::create(&partial)
+    let _ = std::fs::remove_file(&partial);
+    // Owner-only whatever the umask: the file holds every customer's data.
+    let mut file = orderflow_embedded::private::create_private_file(&partial)
         .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
     let mut meter = Meter::new("backup");
     let mut done = 0u64;

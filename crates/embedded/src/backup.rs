@@ -166,6 +166,8 @@ pub fn backup_data_dir(
     let page_size = page_size.max(512) as u64;
     let partial = dest.with_extension("partial");
     let _ = std::fs::remove_file(&partial);
+    // SQLite would create the file by the umask (world-readable under the usual 022).
+    crate::private::create_private_file(&partial).map_err(io(&partial))?;
     {
         let mut target = Connection::open(&partial)?;
         let backup = rusqlite::backup::Backup::new(&source, &mut target)?;

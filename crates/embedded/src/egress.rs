@@ -250,18 +250,25 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Class> {
     }
 }
 
-/// The IPv4 address an IPv6 address carries and a stack may connect to: IPv4-mapped
-/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`).
+/// The IPv4 address an IPv6 address carries and a stack, a NAT64 gateway or a 6to4 relay
+/// may connect to: IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64's
+/// well-known prefix (`64:ff9b::a.b.c.d`, RFC 6052) and its local-use prefix
+/// (`64:ff9b:1::/48`, RFC 8215, with the address in the last 32 bits as gateways use a /96
+/// of it), and 6to4 (`2002:AABB:CCDD::/48`, RFC 3056).
 fn embedded_v4(ip: IpAddr) -> Option<Ipv4Addr> {
     let IpAddr::V6(v6) = ip else { return None };
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
     }
     let s = v6.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if s[0] == 0x2002 {
+        return Some(v4(s[1], s[2]));
+    }
     let compatible = s[..6].iter().all(|&x| x == 0) && !v6.is_loopback() && !v6.is_unspecified();
     let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0);
-    (compatible || nat64).then_some(tail)
+    let local_nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1;
+    (compatible || nat64 || local_nat64).then_some(v4(s[6], s[7]))
 }
 
 #[cfg(test)]
@@ -295,10 +302,18 @@ mod tests {
             "::ffff:169.254.169.254",
             "::10.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
         ] {
             assert!(refused(&policy, ip), "{ip} should be refused");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111", "::ffff:93.184.216.34"] {
+        for ip in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:93.184.216.34",
+            "2002:5db8:d822::1",
+        ] {
             assert!(!refused(&policy, ip), "{ip} should be allowed");
         }
     }

@@ -325,6 +325,9 @@ impl Engine {
             // A 3xx is a failed delivery: following it would let an endpoint send the
             // order (a 307 replays the POST) to an address the policy never checked.
             .redirect(reqwest::redirect::Policy::none())
+            // No HTTP(S)_PROXY from the environment: through a proxy the policy would see
+            // only the proxy's address while the proxy resolves and reaches the endpoint.
+            .no_proxy()
             .dns_resolver(self.config.delivery.egress.resolver())
             .build()
             .map_err(EngineError::HttpClient)?;

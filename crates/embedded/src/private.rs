@@ -29,6 +29,20 @@ pub fn make_private(_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates `path` (which must not exist) readable and writable by its owner only, whatever
+/// the umask: for copies of the database, which hold every customer's data and leave the
+/// owner-only data directory.
+pub fn create_private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;

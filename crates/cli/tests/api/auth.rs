@@ -475,3 +475,31 @@ async fn a_read_only_key_without_the_api_key_or_equal_to_it_is_refused_at_start(
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_backup_needs_the_api_key_not_the_read_only_key() {
+    // A backup is the whole database, every customer's data: the read-only key given to
+    // dashboards must not fetch it, though backup writes nothing.
+    let app = app_with_read_key(&[]).await;
+    let backup = |client: reqwest::Client| {
+        let url = app.endpoint("/backup");
+        async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(backup(http_client()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        backup(crate::helpers::http_client_with_key(READ_KEY)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        backup(crate::helpers::http_client_with_key(KEY)).await,
+        StatusCode::OK
+    );
+}

@@ -230,3 +230,55 @@ async fn a_stopped_data_directory_is_backed_up_offline_and_a_missing_one_is_an_e
     let missing = orderflow(&["restore", "/nonexistent/backup.db", "--data-dir", &data_arg]).await;
     assert!(!missing.status.success());
 }
+
+/// `orderflow args...` run under umask 022, the usual default, which leaves new files
+/// readable by every user of the machine unless the program says otherwise.
+async fn orderflow_under_umask_022(args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_orderflow"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    crate::helpers::hermetic(&mut cmd);
+    tokio::time::timeout(LONG, cmd.output())
+        .await
+        .expect("orderflow finished in time")
+        .expect("run orderflow")
+}
+
+#[tokio::test]
+async fn backup_files_are_readable_by_their_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut app = keyed_app().await;
+    let id = app.submit(&order(&unique_id("private"))).await;
+    app.wait_until_stored(&id, SHORT).await;
+    let dir = app.data_dir().parent().unwrap().to_owned();
+    let online = dir.join("online.db");
+    let done = orderflow_under_umask_022(&[
+        "backup",
+        online.to_str().unwrap(),
+        "--url",
+        &app.url,
+        "--api-key",
+        KEY,
+    ])
+    .await;
+    assert_success(&done, "orderflow backup --url");
+    app.stop().await;
+    let offline = dir.join("offline.db");
+    let data = app.data_dir();
+    let done = orderflow_under_umask_022(&[
+        "backup",
+        offline.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])
+    .await;
+    assert_success(&done, "orderflow backup --data-dir");
+    for file in [online, offline] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+    }
+}

@@ -58,6 +58,30 @@ fn hostile_order() -> Value {
     })
 }
 
+#[tokio::test]
+async fn a_webhook_endpoint_with_control_characters_is_refused() {
+    // The URL parser drops tabs and newlines (WHATWG URL), so such an endpoint named the
+    // same target as a clean one while its stored text carried them into listings and logs.
+    let app = spawn_app().await;
+    for endpoint in [
+        "http://127.0.0.1:9/hook\r\nX-Injected: 1",
+        "http://127.0.0.1:9/\thook",
+        "http://127.0.0.1:9/hook\u{1b}[2J",
+    ] {
+        let (status, answer) = json_of(
+            app.post_json(
+                "/subscriptions",
+                &json!({"protocol": "http", "endpoint": endpoint}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint:?}: {answer}");
+        assert_eq!(answer["details"][0]["field"], json!("endpoint"), "{answer}");
+    }
+    assert!(app.subscriptions().await.is_empty());
+}
+
 async fn hostile_server() -> SocketAddr {
     let evil = "e\u{1b}[31m\u{9b}2J\r";
     let app = Router::new()

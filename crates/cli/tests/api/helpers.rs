@@ -44,6 +44,9 @@ pub struct AppOptions {
     pub extra_args: Vec<String>,
     /// `--addr` (default `127.0.0.1:0`). On `0.0.0.0:0` the tests still talk to 127.0.0.1.
     pub addr: Option<String>,
+    /// Environment variables for the server, set after the hermetic clean-up (which
+    /// removes every `*_proxy` variable), e.g. a proxy the server must ignore.
+    pub env: Vec<(String, String)>,
 }
 
 impl AppOptions {
@@ -215,6 +218,7 @@ impl TestApp {
         if let Some(filter) = &self.options.log_filter {
             cmd.env("RUST_LOG", filter);
         }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("start orderflow serve");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();

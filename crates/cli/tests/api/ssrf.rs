@@ -223,6 +223,51 @@ async fn a_name_that_resolves_to_a_refused_address_is_refused_on_every_connectio
     );
 }
 
+/// A proxy that counts the connections it is offered and answers each with a 502.
+async fn start_counting_proxy() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let offered = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&offered);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, offered)
+}
+
+#[tokio::test]
+async fn deliveries_ignore_proxy_variables_so_the_policy_checks_the_address_actually_reached() {
+    // reqwest honours HTTP_PROXY / HTTPS_PROXY / ALL_PROXY by default
+    // (https://docs.rs/reqwest/0.13/reqwest/#proxies). Through a proxy the policy would only
+    // see the proxy's address while the proxy resolves and reaches the endpoint's name, so a
+    // name rebound to an internal address, or one only the proxy's DNS knows, got through.
+    let (proxy, offered) = start_counting_proxy().await;
+    let subscriber = TestSubscriber::start().await;
+    let app = spawn_app_with(AppOptions {
+        env: ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"]
+            .iter()
+            .map(|k| ((*k).to_owned(), proxy.clone()))
+            .collect(),
+        ..AppOptions::fast_retries()
+    })
+    .await;
+    app.subscribe(&subscriber).await;
+    assert_eq!(
+        offered.load(Ordering::SeqCst),
+        0,
+        "the delivery went through the proxy"
+    );
+}
+
 /// Answers a confirmation request by confirming, and everything else with a redirect to
 /// `location`, with `status`.
 async fn start_redirector(status: u16, location: String) -> (String, Arc<AtomicUsize>) {

@@ -299,6 +299,14 @@ fn validate_endpoint(
     let mut details = Vec::new();
     match protocol {
         Protocol::Http | Protocol::Https => match url::Url::parse(endpoint) {
+            // The URL parser silently drops tabs and newlines, so the stored endpoint would
+            // carry them into listings, logs and terminals while naming the same target.
+            Ok(_) if endpoint.chars().any(char::is_control) => {
+                details.push(field_error(
+                    "endpoint",
+                    "must not contain control characters",
+                ));
+            }
             Ok(url) => {
                 if url.host_str().is_none_or(str::is_empty) {
                     details.push(field_error("endpoint", "must name a host"));

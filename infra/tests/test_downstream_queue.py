@@ -38,7 +38,7 @@ class DownstreamQueueTemplate(unittest.TestCase):
 
     def test_the_queue_has_serves_defaults_a_dead_letter_queue_and_encryption(self):
         queue = self.r["DownstreamQueue"]["Properties"]
-        self.assertEqual(queue["QueueName"], {"Fn::Sub": "${AWS::StackName}-${DownstreamQueueName}"})
+        self.assertEqual(queue["QueueName"], {"Fn::Sub": "${NamePrefix}-${DownstreamQueueName}"})
         self.assertEqual(queue["VisibilityTimeout"], 30)
         self.assertEqual(
             queue["RedrivePolicy"],
@@ -103,7 +103,7 @@ class DownstreamQueueTemplate(unittest.TestCase):
                 name = resource.get("Properties", {}).get(prop) if resource["Type"] == kind else None
                 if not (isinstance(name, dict) and "Fn::Sub" in name):
                     continue
-                suffix = name["Fn::Sub"].replace("${AWS::StackName}", "")
+                suffix = name["Fn::Sub"].replace("${NamePrefix}", "")
                 if "${DownstreamQueueName}" in suffix:
                     downstream.append((logical, len(suffix.replace("${DownstreamQueueName}", "x" * longest)), limit))
                 else:

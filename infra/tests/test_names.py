@@ -36,6 +36,10 @@ LIMITS = {
 def rendered(value, prefix: str) -> str:
     text = value["Fn::Sub"] if isinstance(value, dict) else value
     assert isinstance(text, str), value
+    # The optional downstream queue's name part, as long as its parameter allows.
+    pattern = load_template()["Parameters"]["DownstreamQueueName"]["AllowedPattern"]
+    downstream = "d" * int(re.fullmatch(r"\^\[A-Za-z0-9_-\]\{0,(\d+)\}\$", pattern).group(1))
+    text = text.replace("${DownstreamQueueName}", downstream)
     return re.sub(r"\$\{NamePrefix\}", prefix, text)
 
 

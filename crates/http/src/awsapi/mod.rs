@@ -33,6 +33,17 @@ pub const AMZ_JSON_1_0: &str = "application/x-amz-json-1.0";
 /// SQS's 256 KiB total, with room for JSON escaping.
 pub const MAX_AWS_BODY_BYTES: usize = 1024 * 1024;
 
+/// The one DynamoDB table this server holds (the seed's name, as on AWS).
+pub const TABLE_NAME: &str = "orders";
+
+/// The one SNS topic this server holds (the seed's name, as on AWS).
+pub const TOPIC_NAME: &str = "POC-Topic";
+
+/// The label of the table's one stream. DynamoDB labels a stream with the time it was
+/// enabled; the local table's stream is enabled with the table and never replaced, so its
+/// label is fixed and its ARN stays the same across restarts and data directories.
+pub const STREAM_LABEL: &str = "1970-01-01T00:00:00.000";
+
 /// The account, region and credentials the AWS protocols answer with and check.
 #[derive(Clone)]
 pub struct AwsSettings {
@@ -75,6 +86,29 @@ impl AwsSettings {
         self
     }
 
+    /// `arn:aws:<service>:<region>:<account>:<resource>`, the form every ARN here takes.
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.region, self.account_id
+        )
+    }
+
+    /// The `orders` table's ARN.
+    pub fn table_arn(&self) -> String {
+        self.arn("dynamodb", &format!("table/{TABLE_NAME}"))
+    }
+
+    /// The ARN of the `orders` table's stream (DynamoDB Streams).
+    pub fn stream_arn(&self) -> String {
+        format!("{}/stream/{STREAM_LABEL}", self.table_arn())
+    }
+
+    /// The `POC-Topic` topic's ARN.
+    pub fn topic_arn(&self) -> String {
+        self.arn("sns", TOPIC_NAME)
+    }
+
     pub(crate) fn secret(&self) -> Option<&str> {
         self.secret.as_deref()
     }
@@ -99,6 +133,32 @@ impl fmt::Debug for AwsSettings {
             .field("tls", &self.tls)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+/// The services whose JSON protocols this listener answers, told apart by the
+/// `X-Amz-Target` prefix each one's botocore model declares (`targetPrefix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Sqs,
+}
+
+impl Service {
+    /// The service and the operation named by `X-Amz-Target: <prefix>.<Operation>`.
+    fn of_target(target: &str) -> Option<(Service, &str)> {
+        let (prefix, operation) = target.split_once('.')?;
+        let service = match prefix {
+            "AmazonSQS" => Service::Sqs,
+            _ => return None,
+        };
+        Some((service, operation))
+    }
+
+    /// The name a SigV4 credential scope must carry for this service.
+    fn signing_name(self) -> &'static str {
+        match self {
+            Service::Sqs => "sqs",
+        }
     }
 }
 
@@ -144,8 +204,12 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
                 "The request is larger than {MAX_AWS_BODY_BYTES} bytes or could not be read"
             ))
         })?;
+    let Some((service, operation)) = Service::of_target(&target) else {
+        return Err(AwsError::unknown_operation(&target));
+    };
     sigv4::verify(
         &state.aws,
+        service.signing_name(),
         &parts.method,
         &parts.uri,
         &parts.headers,
@@ -169,15 +233,13 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
             AwsError::serialization(format!("The request body is not valid JSON: {e}"))
         })?
     };
-    let Some(operation) = target.strip_prefix("AmazonSQS.") else {
-        return Err(AwsError::unknown_operation(&target));
-    };
     if !state.accepting.load(Ordering::Relaxed) {
         return Err(AwsError::service_unavailable());
     }
     let host = header_str(&parts.headers, header::HOST.as_str()).to_owned();
-    let sqs = sqs::Sqs::new(state, &host);
-    sqs.call(operation, input).await
+    match service {
+        Service::Sqs => sqs::Sqs::new(state, &host).call(operation, input).await,
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {

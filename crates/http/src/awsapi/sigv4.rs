@@ -49,9 +49,11 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
 }
 
 /// Without a secret any credentials are accepted, as local emulators do; with one, the
-/// request must carry a valid signature by the configured access key id.
+/// request must carry a valid signature by the configured access key id, scoped to
+/// `service` (the signing name: `sqs`, `dynamodb` for DynamoDB and its Streams, `sns`).
 pub fn verify(
     settings: &AwsSettings,
+    service: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -91,7 +93,7 @@ pub fn verify(
             )
         })?;
     check_date(amz_date, auth.date)?;
-    if auth.region != settings.region || auth.service != "sqs" {
+    if auth.region != settings.region || auth.service != service {
         return Err(AwsError::auth(
             "SignatureDoesNotMatch",
             format!(

@@ -18,6 +18,9 @@ use tokio::sync::Semaphore;
 
 use crate::BoxError;
 
+mod journey;
+pub use journey::Journey;
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Benchmark a running server instead of starting one (server RSS/startup are then not measured).
@@ -110,16 +113,9 @@ pub struct OpenLoop {
     pub end_to_end: Latency,
     pub undelivered: usize,
     /// The order that took longest end to end, with its journey, to see which stage it was.
-    pub slowest: Option<Slowest>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Slowest {
-    pub order_id: String,
-    pub end_to_end_ms: f64,
-    /// `GET /orders/{id}/trace`: when each stage saw the order (or why it could not be read).
-    pub trace: Value,
+    pub slowest: Option<Journey>,
+    /// The phase's slowest orders, slowest first, each with its time in every stage.
+    pub slowest_journeys: Vec<Journey>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -484,7 +480,10 @@ async fn open_loop(
         );
         tasks.spawn(async move {
             let t0 = Instant::now();
-            sent_at.lock().expect("lock").insert(id, t0);
+            sent_at
+                .lock()
+                .expect("lock")
+                .insert(id, (t0, chrono::Utc::now()));
             let ok = request
                 .send()
                 .await
@@ -507,26 +506,36 @@ async fn open_loop(
             .map(|(_, d)| *d)
             .collect(),
     );
+    let sent = std::mem::take(&mut *sent_at.lock().expect("lock"));
     let e2e: Vec<(&String, Duration)> = {
         let delivered = sub.delivered.lock().expect("lock");
-        let sent = sent_at.lock().expect("lock");
         ids.iter()
             .filter_map(|id| {
                 Some((
                     id,
-                    delivered.get(id)?.saturating_duration_since(*sent.get(id)?),
+                    delivered
+                        .get(id)?
+                        .saturating_duration_since(sent.get(id)?.0),
                 ))
             })
             .collect()
     };
-    let slowest = match e2e.iter().max_by_key(|(_, d)| *d) {
-        Some((id, d)) => Some(Slowest {
-            order_id: (*id).clone(),
+    let mut slowest_first = e2e.clone();
+    slowest_first.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
+    let mut slowest_journeys = Vec::with_capacity(journey::SLOWEST_JOURNEYS);
+    for (id, d) in slowest_first.into_iter().take(journey::SLOWEST_JOURNEYS) {
+        let trace = order_trace(client, url, id).await;
+        let stages = sent
+            .get(id)
+            .map(|(_, wall)| journey::stages(*wall, d, &trace))
+            .unwrap_or_default();
+        slowest_journeys.push(Journey {
+            order_id: id.clone(),
             end_to_end_ms: d.as_secs_f64() * 1e3,
-            trace: order_trace(client, url, id).await,
-        }),
-        None => None,
-    };
+            stages,
+            trace,
+        });
+    }
     OpenLoop {
         offered_per_second: rate,
         sent: n,
@@ -535,7 +544,8 @@ async fn open_loop(
         post_latency,
         end_to_end: Latency::of(e2e.into_iter().map(|(_, d)| d).collect()),
         undelivered,
-        slowest,
+        slowest: slowest_journeys.first().cloned(),
+        slowest_journeys,
     }
 }
 
@@ -933,12 +943,16 @@ pub fn markdown(r: &Report) -> String {
     for (i, e) in r.end_to_end.iter().enumerate() {
         if let Some(s) = &e.slowest {
             out.push_str(&format!(
-                "\nSlowest at {}/s: `{}`, {} ms end to end (its journey: `endToEnd[{i}].slowest.trace` in bench.json).",
+                "\nSlowest at {}/s: `{}`, {} ms end to end (its journey: `endToEnd[{i}].slowest.trace` in bench.json).\n",
                 e.offered_per_second,
                 s.order_id,
                 ms(s.end_to_end_ms)
             ));
         }
+        out.push_str(&journey::markdown(
+            e.offered_per_second,
+            &e.slowest_journeys,
+        ));
     }
     out.push('\n');
     out

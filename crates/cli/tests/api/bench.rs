@@ -74,11 +74,32 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
         assert_eq!(slowest["endToEndMs"], r["endToEnd"]["maxMs"], "{r}");
         assert_eq!(slowest["trace"]["orderID"], slowest["orderId"], "{r}");
         assert_eq!(slowest["trace"]["stage"], "delivered", "{r}");
+        // The slowest few, each split into stages that add up to its end-to-end time.
+        let journeys = r["slowestJourneys"].as_array().unwrap();
+        assert!((1..=5).contains(&journeys.len()), "{r}");
+        assert_eq!(journeys[0]["orderId"], slowest["orderId"], "{r}");
+        for j in journeys {
+            let stages: Vec<f64> = ["postMs", "queuedMs", "storeMs", "streamMs", "deliverMs"]
+                .iter()
+                .map(|s| {
+                    j["stages"][s]
+                        .as_f64()
+                        .unwrap_or_else(|| panic!("{s}: {j}"))
+                })
+                .collect();
+            let total: f64 = stages.iter().sum();
+            let e2e = j["endToEndMs"].as_f64().unwrap();
+            assert!((total - e2e).abs() < 0.01, "{total} against {e2e}: {j}");
+        }
     }
 
     let markdown = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
     assert!(markdown.contains("ingest / baseline"), "{markdown}");
     assert!(markdown.contains("Slowest at "), "{markdown}");
+    assert!(
+        markdown.contains("Slowest journeys at 500/s") && markdown.contains("| stream |"),
+        "{markdown}"
+    );
     assert!(
         stdout.contains("durable ingest"),
         "the table is printed too: {stdout}"

@@ -844,6 +844,49 @@ mod tests {
         engine.shutdown().await;
     }
 
+    /// SNS's canonical string has no subscription in it, so the running pipeline signs a
+    /// message once, not once per subscriber.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_to_ten_subscribers_is_signed_once() {
+        use orderflow_core::{Publication, Topic};
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(EngineConfig::new(dir.path())).unwrap();
+        engine.start("http://127.0.0.1:9").await.unwrap();
+        for i in 0..10 {
+            subscribe(
+                &engine,
+                serde_json::json!({"protocol": "queue", "endpoint": format!("q{i}")}),
+            )
+            .await;
+        }
+        let publications: Vec<Publication> = (0..20)
+            .map(|i| Publication {
+                dedup_id: format!("m-{i}"),
+                subject: "OrderCreated".into(),
+                message: format!("{{\"n\":{i}}}"),
+                attributes: Default::default(),
+            })
+            .collect();
+        assert!(
+            engine
+                .topic()
+                .publish_batch(&publications)
+                .await
+                .iter()
+                .all(Result::is_ok)
+        );
+        let delivered = async {
+            while engine.topic().delivery_stats().await.unwrap().delivered < 200 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), delivered)
+            .await
+            .expect("200 deliveries");
+        assert_eq!(engine.signer().unwrap().signatures_made(), 20);
+        engine.shutdown().await;
+    }
+
     /// Field 19 of `/proc/.../stat`, the nice value, after the parenthesised name.
     #[cfg(target_os = "linux")]
     fn nice_of(stat_path: &std::path::Path) -> i32 {

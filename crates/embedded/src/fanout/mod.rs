@@ -158,7 +158,7 @@ pub async fn deliver(
                 )
             } else {
                 (
-                    x.envelope(d, &config.public_url).to_string(),
+                    x.envelope_text(d, &config.public_url).await,
                     BTreeMap::new(),
                 )
             };

@@ -2,8 +2,11 @@
 //! directory, `SignatureVersion` 2 (SHA256withRSA) over SNS's canonical string, and the
 //! certificate served at `SigningCertURL` so consumers verify with their SNS code.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -30,6 +33,34 @@ pub enum SigningError {
     Key(String),
 }
 
+/// Canonical strings whose signature is kept: a message fans out to its subscribers within
+/// moments, so this spans many messages times any number of subscribers (about 1.5 MB).
+const RECENT_SIGNATURES: usize = 4096;
+
+/// Signatures of recent canonical strings, by the strings' SHA-256. A notification's
+/// canonical string has no subscription in it (SNS signs `Message`, `MessageId`, `Subject`,
+/// `Timestamp`, `TopicArn` and `Type`), so one signature serves every subscriber.
+#[derive(Default)]
+struct Recent {
+    cells: HashMap<[u8; 32], Arc<OnceLock<String>>>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Recent {
+    fn cell(&mut self, key: [u8; 32]) -> Arc<OnceLock<String>> {
+        if let Some(cell) = self.cells.get(&key) {
+            return Arc::clone(cell);
+        }
+        if self.order.len() >= RECENT_SIGNATURES
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.cells.remove(&oldest);
+        }
+        self.order.push_back(key);
+        Arc::clone(self.cells.entry(key).or_default())
+    }
+}
+
 /// Signs envelopes; holds the private key and the PEM certificate consumers download.
 pub struct Signer {
     key: aws_lc_rs::signature::RsaKeyPair,
@@ -37,6 +68,9 @@ pub struct Signer {
     /// `SimpleNotificationService-<fingerprint>.pem`: a new key gets a new URL, so a
     /// consumer's certificate cache never serves a stale one.
     cert_name: String,
+    recent: Mutex<Recent>,
+    /// RSA signatures made since start (each costs about 0.3 ms of CPU).
+    signatures: AtomicU64,
 }
 
 impl std::fmt::Debug for Signer {
@@ -127,6 +161,8 @@ impl Signer {
             key,
             cert_pem,
             cert_name: format!("SimpleNotificationService-{fingerprint}.pem"),
+            recent: Mutex::default(),
+            signatures: AtomicU64::new(0),
         })
     }
 
@@ -147,8 +183,14 @@ impl Signer {
         )
     }
 
+    /// RSA signatures made since start.
+    pub fn signatures_made(&self) -> u64 {
+        self.signatures.load(Ordering::Relaxed)
+    }
+
     /// SHA256withRSA (PKCS #1 v1.5) of `text`, base64-encoded.
     pub fn sign(&self, text: &str) -> String {
+        self.signatures.fetch_add(1, Ordering::Relaxed);
         let mut signature = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(
@@ -161,6 +203,15 @@ impl Signer {
         base64::engine::general_purpose::STANDARD.encode(signature)
     }
 
+    /// The signature of `canonical`, made once however many subscribers ask for it: the
+    /// first caller signs while any others asking for the same string wait for its result.
+    fn sign_once(&self, canonical: &str) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        let key: [u8; 32] = digest.as_ref().try_into().expect("SHA-256 is 32 bytes");
+        let cell = self.recent.lock().expect("signatures lock").cell(key);
+        cell.get_or_init(|| self.sign(canonical)).clone()
+    }
+
     /// Adds `SignatureVersion`, `Signature` and `SigningCertURL` to an SNS envelope.
     pub fn sign_envelope(&self, envelope: &mut Map<String, Value>, public_url: &str) {
         let Some(canonical) = canonical_string(envelope) else {
@@ -170,7 +221,10 @@ impl Signer {
             "SignatureVersion".into(),
             Value::String(SIGNATURE_VERSION.into()),
         );
-        envelope.insert("Signature".into(), Value::String(self.sign(&canonical)));
+        envelope.insert(
+            "Signature".into(),
+            Value::String(self.sign_once(&canonical)),
+        );
         envelope.insert(
             "SigningCertURL".into(),
             Value::String(self.cert_url(public_url)),
@@ -238,6 +292,87 @@ mod tests {
         let mut no_subject = envelope.as_object().unwrap().clone();
         no_subject.insert("Subject".into(), Value::Null);
         assert!(!canonical_string(&no_subject).unwrap().contains("Subject"));
+    }
+
+    fn verifier(signer: &Signer) -> aws_lc_rs::signature::UnparsedPublicKey<Vec<u8>> {
+        aws_lc_rs::signature::UnparsedPublicKey::new(
+            &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+            aws_lc_rs::signature::KeyPair::public_key(&signer.key)
+                .as_ref()
+                .to_vec(),
+        )
+    }
+
+    fn notification(message_id: &str, subscription: usize) -> Map<String, Value> {
+        json!({
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": "arn:t",
+            "Subject": "OrderCreated",
+            "Message": "{}",
+            "Timestamp": "2026-01-01T00:00:00.000Z",
+            "UnsubscribeURL": format!("http://x/unsubscribe?SubscriptionArn=arn:t:{subscription}"),
+            "MessageAttributes": {}
+        })
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    #[test]
+    fn a_message_is_signed_once_whatever_the_number_of_subscribers() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Signer::load_or_create(dir.path()).unwrap();
+        let public = verifier(&signer);
+        let mut signatures = std::collections::HashSet::new();
+        std::thread::scope(|s| {
+            let envelopes: Vec<_> = (0..100)
+                .map(|sub| {
+                    let signer = &signer;
+                    s.spawn(move || {
+                        let mut e = notification("m-1", sub);
+                        signer.sign_envelope(&mut e, "http://x");
+                        e
+                    })
+                })
+                .collect();
+            for e in envelopes {
+                let e = e.join().unwrap();
+                let signature = base64::engine::general_purpose::STANDARD
+                    .decode(e["Signature"].as_str().unwrap())
+                    .unwrap();
+                public
+                    .verify(canonical_string(&e).unwrap().as_bytes(), &signature)
+                    .expect("each subscriber's envelope verifies");
+                signatures.insert(e["Signature"].clone());
+            }
+        });
+        assert_eq!(
+            signer.signatures_made(),
+            1,
+            "100 subscribers, one signature"
+        );
+        assert_eq!(signatures.len(), 1);
+        let mut other = notification("m-2", 0);
+        signer.sign_envelope(&mut other, "http://x");
+        assert_eq!(
+            signer.signatures_made(),
+            2,
+            "another message is signed anew"
+        );
+        assert_ne!(other["Signature"], *signatures.iter().next().unwrap());
+    }
+
+    #[test]
+    fn the_kept_signatures_are_bounded() {
+        let mut recent = Recent::default();
+        for i in 0..RECENT_SIGNATURES + 10 {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            recent.cell(key);
+        }
+        assert_eq!(recent.cells.len(), RECENT_SIGNATURES);
+        assert_eq!(recent.order.len(), RECENT_SIGNATURES);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use crate::BoxError;
 
 mod journey;
+mod peer;
 pub use journey::Journey;
 
 #[derive(Debug, Args)]
@@ -61,6 +62,28 @@ pub struct BenchArgs {
     /// Keep the server's data directory here instead of a temporary one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Instead of the pipeline phases, compare SQS send-receive-delete cycles with a peer
+    /// in one run: `moto` starts `moto_server`; otherwise the URL of a running server of
+    /// SQS's JSON protocol.
+    #[arg(long)]
+    peer: Option<String>,
+    /// The `moto_server` that `--peer moto` starts (default: `.venv/bin/moto_server` when it
+    /// exists, else the one on PATH).
+    #[arg(long)]
+    moto_server: Option<PathBuf>,
+    /// Cycles against each side with `--peer`.
+    #[arg(long, default_value_t = 2_000)]
+    peer_cycles: usize,
+    /// The access key id `--peer` signs with (our server checks signatures only with
+    /// `--api-key`; moto never does).
+    #[arg(long, default_value = "test")]
+    peer_access_key_id: String,
+    /// The secret access key `--peer` signs with.
+    #[arg(long, default_value = "test", hide_default_value = true)]
+    peer_secret: String,
+    /// The region `--peer` signs for.
+    #[arg(long, default_value = "us-east-1")]
+    peer_region: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -636,6 +659,39 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         .build()?;
     let server = start_server(&args, &client).await?;
     let url = server.url.clone();
+    if let Some(peer) = &args.peer {
+        let settings = peer::PeerSettings {
+            peer: peer.clone(),
+            moto_server: args.moto_server.clone(),
+            cycles: if args.quick {
+                args.peer_cycles.min(200)
+            } else {
+                args.peer_cycles
+            },
+            concurrency: args.concurrency.min(16),
+            region: args.peer_region.clone(),
+            access_key_id: args.peer_access_key_id.clone(),
+            secret: args.peer_secret.clone(),
+        };
+        let report = peer::compare(&client, &url, &settings).await;
+        stop_server(server).await;
+        let report = report?;
+        let markdown = peer::markdown(&report);
+        std::fs::create_dir_all(&args.out_dir)?;
+        std::fs::write(
+            args.out_dir.join("peer.json"),
+            serde_json::to_string_pretty(&report)?,
+        )?;
+        std::fs::write(args.out_dir.join("peer.md"), &markdown)?;
+        println!("{markdown}");
+        let failed = report.ours.errors + report.peer_run.errors;
+        return Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!("warning: {failed} cycles failed");
+            ExitCode::FAILURE
+        });
+    }
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     let (hook, sub) = start_subscriber(client.clone()).await?;
@@ -801,14 +857,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         args.out_dir.display()
     );
 
-    if let Some(mut child) = server.child {
-        if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    }
+    stop_server(server).await;
     let lost = report.ingest.errors
         + report
             .end_to_end
@@ -828,6 +877,18 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stops a server the bench started (SIGTERM, as an operator would), waiting up to 10 s.
+async fn stop_server(server: Server) {
+    if let Some(mut child) = server.child {
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
 }
 
 fn urlencode(s: &str) -> String {

@@ -132,3 +132,68 @@ async fn bench_unsigned_measures_a_server_that_does_not_sign() {
     );
     assert!(stdout.contains(" 0 signed"), "{stdout}");
 }
+
+/// `--peer URL` runs the same SQS cycle against our server and the peer, taking turns, and
+/// reports the ratio. The peer here is another `orderflow serve` holding an API key, so it
+/// checks every SigV4 signature the bench makes (its secret is the key); moto, which
+/// BENCHMARKS.md compares with, checks none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_peer_compares_sqs_cycles_with_a_peer_that_checks_signatures() {
+    use crate::helpers::{AppOptions, spawn_app_with};
+    let peer = spawn_app_with(AppOptions {
+        api_key: Some("peer-secret-0123456789".into()),
+        ..AppOptions::default()
+    })
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    hermetic(&mut cmd);
+    cmd.args(["bench", "--quick", "--peer", &peer.url])
+        .args(["--peer-cycles", "60", "--peer-access-key-id", "orderflow"])
+        .args(["--peer-secret", "peer-secret-0123456789", "--out-dir"])
+        .arg(out.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("bench --peer finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("peer.json")).unwrap())
+            .unwrap();
+    for side in ["ours", "peerRun"] {
+        assert_eq!(report[side]["cycles"], 60, "{report}");
+        assert_eq!(report[side]["errors"], 0, "{report}");
+    }
+    let ratio = report["ours"]["cyclesPerSecond"].as_f64().unwrap()
+        / report["peerRun"]["cyclesPerSecond"].as_f64().unwrap();
+    assert!(
+        (ratio - report["ratio"].as_f64().unwrap()).abs() < 1e-9,
+        "{report}"
+    );
+    assert!(stdout.contains("orderflow serve / "), "{stdout}");
+
+    // Credentials the peer does not know are refused by it, and the bench says so.
+    let mut wrong = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    hermetic(&mut wrong);
+    wrong
+        .args(["bench", "--quick", "--peer", &peer.url])
+        .args(["--peer-cycles", "2", "--peer-access-key-id", "someone-else"])
+        .args(["--peer-secret", "peer-secret-0123456789", "--out-dir"])
+        .arg(out.path())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), wrong.output())
+        .await
+        .expect("bench --peer finishes")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a wrongly signed peer run must fail"
+    );
+    assert!(stderr.contains("InvalidClientTokenId"), "{stderr}");
+}

@@ -325,6 +325,10 @@ fn commit_group(
         refuse_group(conn, group, Arc::new(e));
         return;
     }
+    let durability = if full { "synced" } else { "relaxed" };
+    metrics::counter!("orderflow_db_jobs_total", "durability" => durability)
+        .increment(group.len() as u64);
+    metrics::counter!("orderflow_db_commits_total", "durability" => durability).increment(1);
     let completions: Vec<Completion> = group.into_iter().map(|job| (job.run)(conn)).collect();
     let commit_error = run_cached(conn, "COMMIT").err().map(Arc::new);
     if let Some(e) = &commit_error {

@@ -245,6 +245,29 @@ async fn metrics_parse_as_prometheus_text_and_move_when_orders_flow() {
 
     let stored = |m: &HashMap<String, f64>| m["orderflow_orders_stored_total"];
     assert_eq!(stored(&after) - stored(&before), 3.0);
+    // What each order cost the writer and the signer: three acknowledged orders took at
+    // least one fsync'd commit, the pipeline's steps relaxed ones, and each message one
+    // RSA signature.
+    let count =
+        |m: &HashMap<String, f64>, name: &str, labels: &[&str]| sum_matching(m, name, labels);
+    for durability in ["durability=\"synced\"", "durability=\"relaxed\""] {
+        assert!(
+            count(&after, "orderflow_db_commits_total", &[durability])
+                > count(&before, "orderflow_db_commits_total", &[durability]),
+            "{durability}: {after:?}"
+        );
+        assert!(
+            count(&after, "orderflow_db_jobs_total", &[durability])
+                >= count(&after, "orderflow_db_commits_total", &[durability]),
+            "{durability}: {after:?}"
+        );
+    }
+    assert_eq!(
+        count(&after, "orderflow_signatures_total", &[])
+            - count(&before, "orderflow_signatures_total", &[]),
+        3.0,
+        "{after:?}"
+    );
     assert_eq!(after["orderflow_orders_accepted_total"], 3.0);
     assert_eq!(
         sum_matching(

@@ -191,6 +191,7 @@ impl Signer {
     /// SHA256withRSA (PKCS #1 v1.5) of `text`, base64-encoded.
     pub fn sign(&self, text: &str) -> String {
         self.signatures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("orderflow_signatures_total").increment(1);
         let mut signature = vec![0u8; self.key.public_modulus_len()];
         self.key
             .sign(

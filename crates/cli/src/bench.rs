@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 
 use crate::BoxError;
 
+mod fanout;
 mod journey;
 mod peer;
 pub use journey::Journey;
@@ -84,6 +85,13 @@ pub struct BenchArgs {
     /// The region `--peer` signs for.
     #[arg(long, default_value = "us-east-1")]
     peer_region: String,
+    /// Instead of the pipeline phases, measure delivered notifications/s with each of these
+    /// numbers of HTTP subscribers (e.g. `1,10,100`), one round each on the same server.
+    #[arg(long, value_delimiter = ',')]
+    fanout: Vec<usize>,
+    /// Notifications each `--fanout` round aims at (orders = this / subscribers, at least 50).
+    #[arg(long, default_value_t = 20_000)]
+    fanout_notifications: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -691,6 +699,26 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
             eprintln!("warning: {failed} cycles failed");
             ExitCode::FAILURE
         });
+    }
+    if !args.fanout.is_empty() {
+        let notifications = if args.quick {
+            args.fanout_notifications.min(600)
+        } else {
+            args.fanout_notifications
+        };
+        let rounds =
+            fanout::measure(&client, &url, &args.fanout, notifications, args.concurrency).await;
+        stop_server(server).await;
+        let rounds = rounds?;
+        let markdown = fanout::markdown(&rounds);
+        std::fs::create_dir_all(&args.out_dir)?;
+        std::fs::write(
+            args.out_dir.join("fanout.json"),
+            serde_json::to_string_pretty(&rounds)?,
+        )?;
+        std::fs::write(args.out_dir.join("fanout.md"), &markdown)?;
+        println!("{markdown}");
+        return Ok(ExitCode::SUCCESS);
     }
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 

@@ -197,3 +197,49 @@ async fn bench_peer_compares_sqs_cycles_with_a_peer_that_checks_signatures() {
     );
     assert!(stderr.contains("InvalidClientTokenId"), "{stderr}");
 }
+
+/// `--fanout 1,3`: one round per number of HTTP subscribers, every subscriber gets every
+/// notification, and each order costs one signature whatever the number of subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_fanout_delivers_every_notification_to_every_subscriber_signing_each_order_once() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    hermetic(&mut cmd);
+    cmd.args([
+        "bench",
+        "--quick",
+        "--fanout",
+        "1,3",
+        "--fanout-notifications",
+        "300",
+    ])
+    .arg("--out-dir")
+    .arg(out.path())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("bench --fanout finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let rounds: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("fanout.json")).unwrap())
+            .unwrap();
+    let rounds = rounds.as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    for (r, n) in rounds.iter().zip([1u64, 3]) {
+        assert_eq!(r["subscribers"], n, "{r}");
+        let orders = r["orders"].as_u64().unwrap();
+        assert_eq!(orders, (300 / n).max(50), "{r}");
+        assert_eq!(r["notifications"].as_u64().unwrap(), orders * n, "{r}");
+        assert_eq!(r["signaturesPerOrder"], 1.0, "{r}");
+    }
+    assert!(
+        rounds[1]["toOneSubscriber"].as_f64().is_some(),
+        "{rounds:?}"
+    );
+    assert!(stdout.contains("| subscribers |"), "{stdout}");
+}

@@ -2,7 +2,9 @@
 """Attributes each sample of `perf script -F comm,ip,sym` (with call chains) to a pipeline
 stage by the frames on its stack; the first rule that matches wins (signing before
 delivery, publish before stream). Used by scripts/profile-pipeline."""
-import sys, re, collections
+import collections, re, signal, sys
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
 
 RULES = [
     ("signing", [r"signing::Signer::sign\b", r"signing::\{impl#\d+\}::sign_once", r"rsaz_amm52|bn_sqrx8x|bn_mulx4x|extract_multiplier"]),

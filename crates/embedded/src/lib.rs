@@ -799,8 +799,9 @@ mod tests {
 
     /// Through the running engine, each message published one at a time, at varying
     /// moments of the delivery worker's loop, arrives well before the worker's 5-second
-    /// safety-net poll would have found it. (The lost wake-up itself is pinned down by
-    /// `topic::tests::a_publication_wakes_a_worker_that_was_not_yet_waiting`.)
+    /// safety-net poll would have found it. (The lost wake-ups themselves are pinned down by
+    /// `topic::tests::a_publication_wakes_a_worker_that_was_not_yet_waiting` and
+    /// `delivery::tests::new_work_signalled_while_busy_is_seen_even_when_a_freed_slot_wakes_the_worker`.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_published_message_is_delivered_without_waiting_for_the_safety_net() {
         use orderflow_core::{Publication, Topic};

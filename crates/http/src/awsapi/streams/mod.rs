@@ -124,3 +124,54 @@ fn internal(e: orderflow_embedded::DbError) -> AwsError {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+    use orderflow_embedded::{Engine, EngineConfig};
+    use serde_json::json;
+
+    use super::iterator::{LIFETIME_MS, ShardIterator};
+    use super::*;
+
+    /// "A shard iterator expires 15 minutes after it is returned to the requester", and
+    /// GetRecords then raises ExpiredIteratorException (API_streams_GetRecords.html), in
+    /// DynamoDB's JSON error shape, which is not query-compatible (no `x-amzn-query-error`).
+    #[tokio::test]
+    async fn get_records_with_an_iterator_older_than_fifteen_minutes_is_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AppState::new(Engine::open(EngineConfig::new(dir.path())).unwrap());
+        let streams = Streams::new(&state);
+        let issued = chrono::Utc::now().timestamp_millis() - LIFETIME_MS - 1000;
+        let old = ShardIterator {
+            after: 0,
+            issued_ms: issued,
+        }
+        .encode(&state.aws.stream_arn());
+        let e = streams
+            .call("GetRecords", json!({"ShardIterator": old}))
+            .await
+            .unwrap_err();
+        let response = e.into_response();
+        assert_eq!(response.status(), 400);
+        assert!(response.headers().get("x-amzn-query-error").is_none());
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            body["__type"],
+            "com.amazonaws.dynamodb.v20120810#ExpiredIteratorException"
+        );
+        let fresh = ShardIterator {
+            after: 0,
+            issued_ms: issued + 2000,
+        }
+        .encode(&state.aws.stream_arn());
+        let page = streams
+            .call("GetRecords", json!({"ShardIterator": fresh}))
+            .await
+            .unwrap();
+        assert_eq!(page["Records"], json!([]));
+    }
+}

@@ -115,6 +115,7 @@ def test_list_streams_names_the_orders_tables_one_stream_and_filters_by_table(st
     assert client.list_streams()["Streams"] == expected
     assert client.list_streams(TableName="orders")["Streams"] == expected
     assert client.list_streams(ExclusiveStartStreamArn=STREAM_ARN)["Streams"] == []
+    # ListStreams raises ResourceNotFoundException for "a nonexistent table" (API_streams_ListStreams.html).
     with pytest.raises(ClientError) as e:
         client.list_streams(TableName="no-such-table")
     assert error(e) == ("ResourceNotFoundException", 400)
@@ -136,6 +137,9 @@ def test_describe_stream_gives_the_new_image_stream_its_key_schema_and_one_open_
     assert shard["ShardId"].startswith("shardId-")
     assert shard_id(client) == shard["ShardId"]
     assert client.describe_stream(StreamArn=STREAM_ARN, ExclusiveStartShardId=shard["ShardId"])[
+        "StreamDescription"]["Shards"] == []
+    # The one shard never splits: it has no child shards.
+    assert client.describe_stream(StreamArn=STREAM_ARN, ShardFilter={"Type": "CHILD_SHARDS", "ShardId": shard["ShardId"]})[
         "StreamDescription"]["Shards"] == []
     with pytest.raises(ClientError) as e:
         client.describe_stream(StreamArn=STREAM_ARN.replace("orders", "other"))

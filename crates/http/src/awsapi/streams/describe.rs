@@ -4,7 +4,7 @@ use orderflow_embedded::stream::sequence_number;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AwsError, SHARD_ID, Streams, internal, limit, resource_not_found};
+use super::{AwsError, SHARD_ID, Streams, internal, limit, resource_not_found, validation};
 use crate::awsapi::{STREAM_LABEL, TABLE_NAME};
 
 #[derive(Deserialize)]
@@ -21,15 +21,26 @@ pub(super) struct DescribeStreamInput {
     stream_arn: Option<String>,
     limit: Option<i64>,
     exclusive_start_shard_id: Option<String>,
+    shard_filter: Option<ShardFilter>,
 }
 
-/// ListStreams and DescribeStream page with a `Limit` of at most 100.
-const MAX_PAGE: usize = 100;
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ShardFilter {
+    r#type: Option<String>,
+    shard_id: Option<String>,
+}
+
+/// ListStreams and DescribeStream page with a `Limit` whose model sets only a minimum (1);
+/// the one stream and its one shard always fit a page.
+fn check_limit(value: Option<i64>) -> Result<(), AwsError> {
+    limit(value, usize::MAX, 1).map(|_| ())
+}
 
 impl Streams<'_> {
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_ListStreams.html>
     pub(super) fn list_streams(&self, input: ListStreamsInput) -> Result<Value, AwsError> {
-        limit(input.limit, MAX_PAGE, MAX_PAGE)?;
+        check_limit(input.limit)?;
         if let Some(table) = input.table_name.as_deref()
             && table != TABLE_NAME
         {
@@ -53,7 +64,7 @@ impl Streams<'_> {
         input: DescribeStreamInput,
     ) -> Result<Value, AwsError> {
         self.check_stream(input.stream_arn.as_deref())?;
-        limit(input.limit, MAX_PAGE, MAX_PAGE)?;
+        check_limit(input.limit)?;
         let (bounds, _) = self
             .state
             .engine
@@ -67,6 +78,16 @@ impl Streams<'_> {
         let starting = bounds.oldest.unwrap_or(bounds.latest + 1);
         let shards = if input.exclusive_start_shard_id.as_deref() == Some(SHARD_ID) {
             vec![]
+        } else if let Some(filter) = input.shard_filter {
+            // `CHILD_SHARDS` of a shard: the one shard never splits, so it has none.
+            match filter.r#type.as_deref() {
+                Some("CHILD_SHARDS") if filter.shard_id.is_some() => vec![],
+                _ => {
+                    return Err(validation(
+                        "ShardFilter must have Type CHILD_SHARDS and a ShardId",
+                    ));
+                }
+            }
         } else {
             vec![json!({
                 "ShardId": SHARD_ID,

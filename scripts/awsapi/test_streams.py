@@ -22,6 +22,8 @@ import decimal
 import json
 import os
 import pathlib
+import re
+import shlex
 import subprocess
 import sys
 import uuid
@@ -371,3 +373,18 @@ def test_the_cli_reports_an_unknown_stream(stream_server):
     out = cli(stream_server, "describe-stream", "--stream-arn", STREAM_ARN.replace("orders", "nope"))
     assert out.returncode != 0
     assert "ResourceNotFoundException" in out.stderr, out.stderr
+
+
+def test_the_readme_cli_commands_read_the_stream_as_written(stream_server):
+    post_stored(stream_server, "readme-1")
+    readme = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+    block = re.search(r"<!-- streams-example -->\n```sh\n(.*?)```", readme.read_text(), re.S).group(1)
+    get_iterator, get_records = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines()]
+    for command in (get_iterator, get_records):
+        assert command[:4] == ["aws", "--endpoint-url", "http://127.0.0.1:8080", "dynamodbstreams"]
+    got = cli(stream_server, *get_iterator[4:])
+    assert got.returncode == 0, got.stderr
+    assert get_records[-1] == "<ShardIterator>"
+    records = cli(stream_server, *get_records[4:-1], json.loads(got.stdout)["ShardIterator"])
+    assert records.returncode == 0, records.stderr
+    assert order_ids(json.loads(records.stdout)["Records"]) == ["readme-1"]

@@ -38,6 +38,14 @@ fn horizon(bounds: LogBounds) -> i64 {
     bounds.oldest.map_or(bounds.latest, |oldest| oldest - 1)
 }
 
+/// Where a new iterator starts (`ShardIteratorType`, with its `SequenceNumber`).
+enum Start<'a> {
+    TrimHorizon,
+    Latest,
+    At(&'a str),
+    After(&'a str),
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -78,12 +86,12 @@ impl Streams<'_> {
             )));
         }
         let kind = required(input.shard_iterator_type.as_deref(), "shardIteratorType")?;
-        let sequence = match kind {
-            "TRIM_HORIZON" | "LATEST" => None,
-            "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER" => Some(required(
-                input.sequence_number.as_deref(),
-                "sequenceNumber",
-            )?),
+        let sequence = || required(input.sequence_number.as_deref(), "sequenceNumber");
+        let start = match kind {
+            "TRIM_HORIZON" => Start::TrimHorizon,
+            "LATEST" => Start::Latest,
+            "AT_SEQUENCE_NUMBER" => Start::At(sequence()?),
+            "AFTER_SEQUENCE_NUMBER" => Start::After(sequence()?),
             other => {
                 return Err(validation(format!(
                     "1 validation error detected: Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, LATEST, AT_SEQUENCE_NUMBER, TRIM_HORIZON]"
@@ -92,27 +100,25 @@ impl Streams<'_> {
         };
         let stream = self.state.engine.stream();
         let (bounds, _) = stream.bounds(None).await.map_err(internal)?;
-        let after = match (kind, sequence) {
-            ("TRIM_HORIZON", _) => horizon(bounds),
-            ("LATEST", _) => bounds.latest,
-            (kind, Some(text)) => {
+        let after = match start {
+            Start::TrimHorizon => horizon(bounds),
+            Start::Latest => bounds.latest,
+            Start::At(text) => {
                 let n = parse_sequence(text, bounds.latest)?;
-                let (bounds, kept) = stream.bounds(Some(n)).await.map_err(internal)?;
-                if kind == "AT_SEQUENCE_NUMBER" {
-                    if !kept {
-                        return Err(trimmed(format!(
-                            "The record with sequence number {text} was trimmed: retention removed it."
-                        )));
-                    }
-                    n - 1
-                } else {
-                    if n < horizon(bounds) {
-                        return Err(trimmed_before(n));
-                    }
-                    n
+                if !stream.bounds(Some(n)).await.map_err(internal)?.1 {
+                    return Err(trimmed(format!(
+                        "The record with sequence number {text} was trimmed: retention removed it."
+                    )));
                 }
+                n - 1
             }
-            _ => unreachable!("AT_ and AFTER_SEQUENCE_NUMBER carry a sequence number"),
+            Start::After(text) => {
+                let n = parse_sequence(text, bounds.latest)?;
+                if n < horizon(bounds) {
+                    return Err(trimmed_before(n));
+                }
+                n
+            }
         };
         let iterator = ShardIterator {
             after,

@@ -275,7 +275,7 @@ def test_a_sequence_number_beyond_the_shard_or_missing_is_a_validation_error(str
         assert error(e) == ("ValidationException", 400)
 
 
-def test_retention_trims_old_records_and_trim_horizon_starts_at_the_oldest_kept(tmp_path):
+def test_retention_trims_old_records_and_trim_horizon_starts_at_the_oldest_kept():
     # Records older than 4 s that the publisher has passed are pruned, checked every second.
     server = Server("--stream-retention", "4s", "--retention-interval", "1s")
     try:

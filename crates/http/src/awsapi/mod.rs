@@ -11,6 +11,7 @@
 mod error;
 mod md5;
 pub mod sigv4;
+mod sns;
 mod sqs;
 
 use std::fmt;
@@ -141,6 +142,8 @@ impl fmt::Debug for AwsSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Sqs,
+    /// SNS speaks the Query protocol (form body, `Action`), not `X-Amz-Target`.
+    Sns,
 }
 
 impl Service {
@@ -158,6 +161,7 @@ impl Service {
     fn signing_name(self) -> &'static str {
         match self {
             Service::Sqs => "sqs",
+            Service::Sns => "sns",
         }
     }
 }
@@ -175,6 +179,9 @@ pub async fn serve_aws_protocols(
     request: Request,
     next: Next,
 ) -> Response {
+    if sns::is_query_request(&request) {
+        return sns::serve(&state, request).await;
+    }
     if !is_aws_request(&request) {
         return next.run(request).await;
     }
@@ -239,6 +246,7 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
     let host = header_str(&parts.headers, header::HOST.as_str()).to_owned();
     match service {
         Service::Sqs => sqs::Sqs::new(state, &host).call(operation, input).await,
+        Service::Sns => Err(AwsError::unknown_operation(&target)),
     }
 }
 

@@ -332,6 +332,65 @@ def test_an_http_subscriber_confirms_with_the_token_it_was_sent_then_gets_notifi
         receiver.close()
 
 
+class SmtpSink:
+    """A real SMTP server (aiosmtpd, crates/cli/tests/peers/smtp_sink.py): one JSON line per mail."""
+
+    def __init__(self):
+        script = pathlib.Path(__file__).resolve().parents[2] / "crates/cli/tests/peers/smtp_sink.py"
+        self.proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline().split()[1])
+        self.mails = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.mails.append(json.loads(line))
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def test_an_email_subscriber_confirms_with_the_token_of_its_mail():
+    # sns-email-notifications.html (https://docs.aws.amazon.com/sns/latest/dg/sns-email-notifications.html):
+    # an email endpoint gets a confirmation message, and is pending until it confirms; the
+    # token of its link confirms it through ConfirmSubscription (API_ConfirmSubscription.html).
+    sink = SmtpSink()
+    server = Server("--smtp-url", f"smtp://127.0.0.1:{sink.port}", "--smtp-from", "orders@shop.test")
+    try:
+        sns = sns_client(server)
+        assert sns.subscribe(TopicArn=TOPIC, Protocol="email", Endpoint="ada@shop.test")["SubscriptionArn"] \
+            == "pending confirmation"
+        mail = wait_for(lambda: sink.mails)[0]
+        assert mail["to"] == ["ada@shop.test"]
+        link = next(w for w in mail["body"].split() if "/subscriptions/confirm?" in w)
+        token = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["Token"][0]
+        arn = sns.confirm_subscription(TopicArn=TOPIC, Token=token)["SubscriptionArn"]
+        got = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+        assert got["Protocol"] == "email" and got["Endpoint"] == "ada@shop.test"
+        assert got["PendingConfirmation"] == "false"
+        sns.publish(TopicArn=TOPIC, Message="a note for people", Subject="Hello Ada")
+        note = wait_for(lambda: sink.mails[1:])[0]
+        assert note["subject"] == "Hello Ada" and "a note for people" in note["body"]
+    finally:
+        server.stop()
+        sink.close()
+
+
+def test_an_https_subscription_waits_for_its_confirmation(sns):
+    # API_Subscribe.html: http and https endpoints must confirm; ReturnSubscriptionArn gives the
+    # ARN at once. (Nothing here answers TLS; the pending subscription is what is checked.)
+    arn = sns.subscribe(TopicArn=TOPIC, Protocol="https", Endpoint="https://127.0.0.1:9/hook",
+                        ReturnSubscriptionArn=True)["SubscriptionArn"]
+    got = sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]
+    assert (got["Protocol"], got["Endpoint"], got["PendingConfirmation"]) == ("https", "https://127.0.0.1:9/hook", "true")
+    with pytest.raises(ClientError) as e:
+        sns.subscribe(TopicArn=TOPIC, Protocol="https", Endpoint="http://127.0.0.1:9/hook")
+    assert error_code(e) == ("InvalidParameter", 400)
+    sns.unsubscribe(SubscriptionArn=arn)
+
+
 # ---------------------------------------------------------------- publishing
 
 

@@ -324,9 +324,9 @@ def test_an_http_subscriber_confirms_with_the_token_it_was_sent_then_gets_notifi
         confirmed = sns.confirm_subscription(TopicArn=confirmation["TopicArn"], Token=confirmation["Token"])
         assert confirmed["SubscriptionArn"] == arn
         assert sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]["PendingConfirmation"] == "false"
-        sns.publish(TopicArn=TOPIC, Message="hello webhook", Subject="greeting")
+        sns.publish(TopicArn=TOPIC, Message="hello webhook", Subject="Grüße")
         note = wait_for(lambda: receiver.of_type("Notification"))[0]
-        assert note["Message"] == "hello webhook" and note["Subject"] == "greeting"
+        assert note["Message"] == "hello webhook" and note["Subject"] == "Grüße"
         sns.unsubscribe(SubscriptionArn=arn)
     finally:
         receiver.close()
@@ -421,8 +421,8 @@ def test_a_published_message_reaches_subscribers_in_the_sns_envelope(sns, sqs):
 
 def test_publish_refuses_what_sns_refuses(sns):
     # API_Publish.html: MessageStructure=json needs a "default" string; attribute types are
-    # String, Number or Binary (ParameterValueInvalid otherwise); a subject is under 100
-    # ASCII characters without line breaks.
+    # String, Number or Binary (ParameterValueInvalid otherwise); "Subjects must be UTF-8 text
+    # with no line breaks or control characters, and less than 100 characters long".
     for kwargs, code in [
         (dict(Message=json.dumps({"email": "x"}), MessageStructure="json"), "InvalidParameter"),
         (dict(Message="{not json", MessageStructure="json"), "InvalidParameter"),

@@ -120,13 +120,13 @@ fn publication(params: &Params) -> Result<Publication, AwsError> {
         }
     };
     let subject = params.get("Subject").unwrap_or_default();
-    let subject_ok = subject.chars().count() < MAX_SUBJECT_CHARS
-        && subject
-            .chars()
-            .all(|c| c.is_ascii() && !c.is_ascii_control());
+    // "Subjects must be UTF-8 text with no line breaks or control characters, and less than
+    // 100 characters long" (API_Publish.html).
+    let subject_ok =
+        subject.chars().count() < MAX_SUBJECT_CHARS && !subject.chars().any(char::is_control);
     if params.get("Subject").is_some() && (subject.trim().is_empty() || !subject_ok) {
         return Err(errors::invalid_parameter(
-            "Invalid parameter: Subject Reason: must be ASCII text under 100 characters, without line breaks or control characters",
+            "Invalid parameter: Subject Reason: must be text under 100 characters, without line breaks or control characters",
         ));
     }
     for fifo_only in ["MessageDeduplicationId", "MessageGroupId"] {

@@ -70,9 +70,9 @@ impl Sns<'_> {
         let confirmed = subs
             .iter()
             .filter(|s| s.status == SubscriptionStatus::Confirmed)
-            .count()
-            .to_string();
-        let pending = (subs.len() - confirmed.parse::<usize>().unwrap_or(0)).to_string();
+            .count();
+        let pending = (subs.len() - confirmed).to_string();
+        let confirmed = confirmed.to_string();
         let account = self.settings().account_id.clone();
         let topic = self.settings().topic_arn();
         // The policy SNS gives a new topic: the owner account may use it.

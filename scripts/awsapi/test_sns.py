@@ -134,6 +134,17 @@ def test_list_topics_names_poc_topic(sns):
     assert sns.list_topics()["Topics"] == [{"TopicArn": TOPIC}]
 
 
+def test_create_topic_answers_poc_topic_s_arn_and_creates_no_other(sns):
+    # API_CreateTopic.html: "This action is idempotent, so if the requester already owns a
+    # topic with the specified name, that topic's ARN is returned without creating a new topic."
+    assert sns.create_topic(Name="POC-Topic")["TopicArn"] == TOPIC
+    for kwargs in (dict(Name="Other"), dict(Name="POC-Topic", Attributes={"DisplayName": "x"})):
+        with pytest.raises(ClientError) as e:
+            sns.create_topic(**kwargs)
+        assert error_code(e) == ("InvalidParameter", 400)
+    assert sns.list_topics()["Topics"] == [{"TopicArn": TOPIC}]
+
+
 def test_get_topic_attributes_reports_the_arn_owner_and_subscription_counts(sns):
     # API_GetTopicAttributes.html: TopicArn, Owner, Policy, SubscriptionsConfirmed/Pending.
     attributes = sns.get_topic_attributes(TopicArn=TOPIC)["Attributes"]
@@ -172,6 +183,10 @@ def test_an_sqs_subscription_with_a_filter_policy_and_raw_delivery_gets_only_mat
                           RawMessageDelivery="true")
     assert arn.startswith(TOPIC + ":")
     uuid.UUID(arn.rsplit(":", 1)[1])
+    # sns-message-filtering.html: with FilterPolicyScope MessageBody the policy matches the
+    # message's JSON (nested keys as nested objects).
+    by_body = subscribe_queue(sns, "usd-by-body", FilterPolicyScope="MessageBody",
+                              FilterPolicy=json.dumps({"order": {"currency": ["USD"]}}))
     url = sqs.get_queue_url(QueueName="eur-orders")["QueueUrl"]
     eur, usd = ("sns-eur-" + uuid.uuid4().hex[:8]), ("sns-usd-" + uuid.uuid4().hex[:8])
     for order_id, currency in ((usd, "USD"), (eur, "EUR")):
@@ -186,7 +201,10 @@ def test_an_sqs_subscription_with_a_filter_policy_and_raw_delivery_gets_only_mat
     # The USD order was announced too, and filtered out: nothing else arrives.
     wait_for(lambda: sns_server.http("GET", f"/orders/{usd}")[0] == 200)
     assert receive_all(sqs, url, want=1, timeout=2) == []
+    enveloped = receive_all(sqs, sqs.get_queue_url(QueueName="usd-by-body")["QueueUrl"], want=1)
+    assert [json.loads(json.loads(m["Body"])["Message"])["order"]["orderID"] for m in enveloped] == [usd]
     sns.unsubscribe(SubscriptionArn=arn)
+    sns.unsubscribe(SubscriptionArn=by_body)
 
 
 def test_subscribe_is_idempotent_and_the_same_queue_with_other_attributes_is_refused(sns):
@@ -517,7 +535,7 @@ def test_a_form_post_without_sigv4_is_refused_even_without_an_api_key(sns_server
 
 def test_an_unknown_action_is_named_in_invalid_action(sns_server):
     # CommonErrors.html: InvalidAction, 400.
-    status, body = signed_post(sns_server, {"Action": "CreateTopic", "Version": "2010-03-31", "Name": "x"})
+    status, body = signed_post(sns_server, {"Action": "DeleteTopic", "Version": "2010-03-31", "TopicArn": TOPIC})
     assert status == 400
     assert body.find(f"{NS}Error/{NS}Code").text == "InvalidAction"
 

@@ -106,6 +106,7 @@ impl Sns<'_> {
 
     async fn call(&self, action: &str, params: &Params) -> Answer {
         match action {
+            "CreateTopic" => self.create_topic(params).await,
             "ListTopics" => self.list_topics(params).await,
             "GetTopicAttributes" => self.get_topic_attributes(params).await,
             "Subscribe" => self.subscribe(params).await,

@@ -8,7 +8,7 @@ use super::errors;
 use super::request::Params;
 use super::xml::Xml;
 use super::{Answer, Sns};
-use crate::awsapi::AwsError;
+use crate::awsapi::{AwsError, TOPIC_NAME};
 
 impl Sns<'_> {
     /// Accepts our topic's ARN. Another topic of this account and region does not exist
@@ -40,6 +40,28 @@ impl Sns<'_> {
             }
             _ => Err(errors::invalid_parameter("Invalid parameter: TopicArn")),
         }
+    }
+
+    /// SNS's `CreateTopic` is idempotent: for the existing topic's name it answers that
+    /// topic's ARN, which is how much SDK code finds a topic at start-up. This server has
+    /// one topic, so any other name, or attributes to set, are refused.
+    /// <https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html>
+    pub(super) async fn create_topic(&self, params: &Params) -> Answer {
+        let name = params.required("Name")?;
+        if name != TOPIC_NAME {
+            return Err(errors::invalid_parameter(format!(
+                "Invalid parameter: Name Reason: orderflow serve has one topic, {TOPIC_NAME}, and creates no other"
+            )));
+        }
+        if !params.string_map("Attributes").is_empty() || !params.members("Tags").is_empty() {
+            return Err(errors::invalid_parameter(
+                "Invalid parameter: Attributes Reason: the attributes and tags of orderflow serve's topic are fixed",
+            ));
+        }
+        let arn = self.settings().topic_arn();
+        self.answer("CreateTopic", &|x: &mut Xml| {
+            x.text("TopicArn", &arn);
+        })
     }
 
     pub(super) async fn list_topics(&self, params: &Params) -> Answer {

@@ -406,6 +406,18 @@ def test_an_https_subscription_waits_for_its_confirmation(sns):
     with pytest.raises(ClientError) as e:
         sns.subscribe(TopicArn=TOPIC, Protocol="https", Endpoint="http://127.0.0.1:9/hook")
     assert error_code(e) == ("InvalidParameter", 400)
+    # sns-message-delivery-retries.html: an HTTP/S subscription's DeliveryPolicy sets its
+    # retries (numRetries after the first attempt, minDelayTarget..maxDelayTarget seconds).
+    policy = {"healthyRetryPolicy": {"numRetries": 3, "minDelayTarget": 1, "maxDelayTarget": 20}}
+    sns.set_subscription_attributes(SubscriptionArn=arn, AttributeName="DeliveryPolicy",
+                                    AttributeValue=json.dumps(policy))
+    got = json.loads(sns.get_subscription_attributes(SubscriptionArn=arn)["Attributes"]["DeliveryPolicy"])
+    assert got["healthyRetryPolicy"] == dict(policy["healthyRetryPolicy"], backoffFunction="exponential")
+    linear = {"healthyRetryPolicy": dict(policy["healthyRetryPolicy"], backoffFunction="linear")}
+    with pytest.raises(ClientError) as e:
+        sns.set_subscription_attributes(SubscriptionArn=arn, AttributeName="DeliveryPolicy",
+                                        AttributeValue=json.dumps(linear))
+    assert error_code(e) == ("InvalidParameter", 400)
     sns.unsubscribe(SubscriptionArn=arn)
 
 

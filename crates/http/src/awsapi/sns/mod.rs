@@ -3,6 +3,7 @@
 //! Operations, parameters and errors follow the SNS API reference:
 //! <https://docs.aws.amazon.com/sns/latest/api/API_Operations.html>
 
+mod delivery_policy;
 mod errors;
 mod publish;
 mod request;

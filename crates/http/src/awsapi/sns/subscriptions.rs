@@ -14,10 +14,10 @@ use orderflow_embedded::topic::{
 };
 use serde_json::Value;
 
-use super::errors;
 use super::request::{Params, parse_bool};
 use super::xml::Xml;
 use super::{Answer, Sns};
+use super::{delivery_policy, errors};
 use crate::awsapi::AwsError;
 use crate::awsapi::sqs::{ORDERS_DLQ, ORDERS_QUEUE};
 
@@ -57,9 +57,18 @@ fn apply_attribute(
         "FilterPolicy" => request.filter_policy = Some(Value::String(value.to_owned())),
         "FilterPolicyScope" => request.filter_policy_scope = Some(value.to_owned()),
         "RawMessageDelivery" => request.raw_message_delivery = Some(parse_bool(name, value)?),
+        // SNS: "DeliveryPolicy – The policy that defines how Amazon SNS retries failed
+        // deliveries to HTTP/S endpoints" (API_SetSubscriptionAttributes.html).
+        "DeliveryPolicy" if !matches!(request.protocol.as_str(), "http" | "https") => {
+            return Err(errors::invalid_parameter(
+                "Invalid parameter: DeliveryPolicy Reason: applies to http and https subscriptions only",
+            ));
+        }
+        "DeliveryPolicy" if value.trim().is_empty() => request.delivery_policy = None,
+        "DeliveryPolicy" => request.delivery_policy = Some(delivery_policy::parse(value)?),
         _ => {
             return Err(errors::invalid_parameter(format!(
-                "Invalid parameter: AttributeName Reason: orderflow serve sets FilterPolicy, FilterPolicyScope and RawMessageDelivery, not {name}"
+                "Invalid parameter: AttributeName Reason: orderflow serve sets FilterPolicy, FilterPolicyScope, RawMessageDelivery and DeliveryPolicy, not {name}"
             )));
         }
     }
@@ -310,6 +319,9 @@ impl Sns<'_> {
             ("ConfirmationWasAuthenticated", confirmed.to_string()),
             ("RawMessageDelivery", s.raw_message_delivery.to_string()),
         ]);
+        if let Some(policy) = s.delivery_policy.as_ref().and_then(delivery_policy::render) {
+            attributes.insert("DeliveryPolicy", policy.to_string());
+        }
         if let Some(policy) = &s.filter_policy {
             attributes.insert("FilterPolicy", policy.to_string());
             attributes.insert(

@@ -308,10 +308,16 @@ def test_list_subscriptions_pages_by_a_hundred_with_next_token(sns):
     assert set(made) <= set(listed)
     assert listed[made[0]] == {"SubscriptionArn": made[0], "Owner": "000000000000", "Protocol": "sqs",
                                "Endpoint": queue_arn("page-000"), "TopicArn": TOPIC}
+    # A subscription removed between two pages hides none of the others.
+    assert made[0] in [s["SubscriptionArn"] for s in first["Subscriptions"]]
+    sns.unsubscribe(SubscriptionArn=made[0])
+    second = sns.list_subscriptions(NextToken=first["NextToken"])
+    assert [s["SubscriptionArn"] for s in second["Subscriptions"]] == \
+        [s["SubscriptionArn"] for s in everything[100:]]
     with pytest.raises(ClientError) as e:
         sns.list_subscriptions(NextToken="nonsense")
     assert error_code(e) == ("InvalidParameter", 400)
-    for arn in made:
+    for arn in made[1:]:
         sns.unsubscribe(SubscriptionArn=arn)
 
 

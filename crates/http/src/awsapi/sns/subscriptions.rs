@@ -263,16 +263,25 @@ impl Sns<'_> {
             .list()
             .await
             .map_err(AwsError::internal)?;
+        // The token names the last subscription of the previous page in the listing's order
+        // (creation time, then id), so a subscription added or removed between two pages
+        // neither repeats nor hides another one.
         let start = match params.get("NextToken") {
             None => 0,
-            Some(t) => t
-                .parse::<usize>()
-                .ok()
-                .filter(|s| *s > 0 && *s < subs.len())
-                .ok_or_else(|| errors::invalid_parameter("Invalid parameter: NextToken"))?,
+            Some(token) => {
+                let (created, id) = token
+                    .split_once('/')
+                    .filter(|(created, id)| !created.is_empty() && !id.is_empty())
+                    .ok_or_else(|| errors::invalid_parameter("Invalid parameter: NextToken"))?;
+                subs.iter()
+                    .position(|s| (s.created_at.as_str(), s.id.as_str()) > (created, id))
+                    .unwrap_or(subs.len())
+            }
         };
         let page = &subs[start..subs.len().min(start + PAGE)];
-        let next = (start + page.len() < subs.len()).then(|| (start + page.len()).to_string());
+        let next = (start + page.len() < subs.len())
+            .then(|| page.last().map(|s| format!("{}/{}", s.created_at, s.id)))
+            .flatten();
         let topic = self.settings().topic_arn();
         let owner = self.settings().account_id.clone();
         let rows: Vec<(String, &'static str, String)> = page

@@ -1,5 +1,5 @@
 //! The AWS wire protocols on `orderflow serve`'s own listener: a `POST /` that names an
-//! operation in `X-Amz-Target` is an AWS request (SQS's JSON protocol for now), checked for
+//! operation in `X-Amz-Target` is an AWS request (the JSON protocols of SQS and DynamoDB), checked for
 //! SigV4, answered in the protocol's own shapes; every other request goes on to our API.
 //!
 //! AWS requests skip our API-key and JSON content-type checks: SigV4 replaces the key, and
@@ -8,6 +8,7 @@
 //! this server allows no cross-origin requests. The Host check, rate limit, header limit and
 //! request timeout stay in front of them.
 
+mod dynamodb;
 mod error;
 mod md5;
 pub mod sigv4;
@@ -141,6 +142,7 @@ impl fmt::Debug for AwsSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Sqs,
+    DynamoDb,
 }
 
 impl Service {
@@ -149,6 +151,7 @@ impl Service {
         let (prefix, operation) = target.split_once('.')?;
         let service = match prefix {
             "AmazonSQS" => Service::Sqs,
+            "DynamoDB_20120810" => Service::DynamoDb,
             _ => return None,
         };
         Some((service, operation))
@@ -158,6 +161,15 @@ impl Service {
     fn signing_name(self) -> &'static str {
         match self {
             Service::Sqs => "sqs",
+            Service::DynamoDb => "dynamodb",
+        }
+    }
+
+    /// `e` in this service's own error shape (the checks before dispatch speak SQS's).
+    fn error_shape(self, e: AwsError) -> AwsError {
+        match self {
+            Service::Sqs => e,
+            Service::DynamoDb => dynamodb::error_shape(e),
         }
     }
 }
@@ -195,6 +207,18 @@ pub async fn serve_aws_protocols(
 }
 
 async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value, AwsError> {
+    let service = Service::of_target(header_str(request.headers(), "x-amz-target")).map(|(s, _)| s);
+    let result = answer_in_sqs_shape(state, request).await;
+    match service {
+        Some(service) => result.map_err(|e| service.error_shape(e)),
+        None => result,
+    }
+}
+
+async fn answer_in_sqs_shape(
+    state: &AppState,
+    request: Request,
+) -> Result<serde_json::Value, AwsError> {
     let (parts, body) = request.into_parts();
     let target = header_str(&parts.headers, "x-amz-target").to_owned();
     let bytes = axum::body::to_bytes(body, MAX_AWS_BODY_BYTES)
@@ -239,6 +263,7 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
     let host = header_str(&parts.headers, header::HOST.as_str()).to_owned();
     match service {
         Service::Sqs => sqs::Sqs::new(state, &host).call(operation, input).await,
+        Service::DynamoDb => dynamodb::DynamoDb::new(state).call(operation, input).await,
     }
 }
 

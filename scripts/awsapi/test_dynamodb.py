@@ -9,7 +9,11 @@ a 400 with `__type` naming the error and a `message`.
 
 import datetime
 import json
+import os
+import pathlib
 import re
+import subprocess
+import sys
 import urllib.request
 import uuid
 from decimal import Decimal
@@ -390,3 +394,80 @@ def test_with_an_api_key_reads_and_puts_must_be_signed_with_it(keyed_server):
     assert code(e.value) == ("UnrecognizedClientException", 400)
     status, _, body = raw(keyed_server, "Scan", {"TableName": "orders"})
     assert (status, body["__type"]) == (400, "com.amazon.coral.service#MissingAuthenticationTokenException")
+
+
+# ---------------------------------------------------------------- the AWS CLI
+
+
+AWS = str(pathlib.Path(sys.executable).parent / "aws")
+
+
+def aws_cli(server, *args, access_key="anything", secret="anything", region="us-east-1"):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret,
+               AWS_DEFAULT_REGION=region, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    return subprocess.run([AWS, "--endpoint-url", server.url, "--output", "json", "dynamodb", *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_the_cli_describes_the_table_puts_gets_and_scans(ddb_server):
+    # API_DescribeTable.html, API_PutItem.html, API_GetItem.html, API_Scan.html through `aws dynamodb`
+    described = aws_cli(ddb_server, "describe-table", "--table-name", "orders")
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["Table"]["KeySchema"] == [{"AttributeName": "orderID", "KeyType": "HASH"}]
+    order_id = new_id("cli")
+    wire = {
+        "orderID": {"S": order_id}, "customerId": {"S": "c-cli"}, "currency": {"S": "EUR"},
+        "items": {"L": [{"M": {"sku": {"S": "A-1"}, "quantity": {"N": "2"}, "unitPrice": {"N": "1.5"}}}]},
+        "total": {"N": "3"}, "status": {"S": "STORED"},
+        "receivedAt": {"S": "2026-11-29T22:00:00.000Z"}, "storedAt": {"S": "2026-11-29T22:00:00.000Z"},
+    }
+    put = aws_cli(ddb_server, "put-item", "--table-name", "orders", "--item", json.dumps(wire),
+                  "--condition-expression", "attribute_not_exists(orderID)")
+    assert put.returncode == 0, put.stderr
+    again = aws_cli(ddb_server, "put-item", "--table-name", "orders", "--item", json.dumps(wire),
+                    "--condition-expression", "attribute_not_exists(orderID)")
+    assert again.returncode != 0
+    assert "ConditionalCheckFailedException" in again.stderr, again.stderr
+    got = aws_cli(ddb_server, "get-item", "--table-name", "orders", "--key", json.dumps({"orderID": {"S": order_id}}))
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["Item"]["customerId"] == {"S": "c-cli"}
+    # The CLI follows LastEvaluatedKey itself: a page size of 1 still lists every order.
+    scanned = aws_cli(ddb_server, "scan", "--table-name", "orders", "--page-size", "1")
+    assert scanned.returncode == 0, scanned.stderr
+    ids = [i["orderID"]["S"] for i in json.loads(scanned.stdout)["Items"]]
+    assert order_id in ids and len(ids) == len(set(ids))
+    count = json.loads(aws_cli(ddb_server, "scan", "--table-name", "orders", "--select", "COUNT").stdout)["Count"]
+    assert count == len(ids)
+
+
+def test_the_cli_reports_dynamodbs_errors(ddb_server, keyed_server):
+    # Programming.Errors.html: the CLI prints the error code it parsed from __type
+    missing = aws_cli(ddb_server, "get-item", "--table-name", "nope", "--key", '{"orderID": {"S": "x"}}')
+    assert missing.returncode != 0
+    assert "ResourceNotFoundException" in missing.stderr, missing.stderr
+    bad_key = aws_cli(ddb_server, "get-item", "--table-name", "orders", "--key", '{"id": {"S": "x"}}')
+    assert "ValidationException" in bad_key.stderr, bad_key.stderr
+    signed = aws_cli(keyed_server, "scan", "--table-name", "orders", "--select", "COUNT",
+                     access_key="team-a", secret=API_KEY, region="eu-west-1")
+    assert signed.returncode == 0, signed.stderr
+    wrong = aws_cli(keyed_server, "scan", "--table-name", "orders",
+                    access_key="team-a", secret="wrong", region="eu-west-1")
+    assert "InvalidSignatureException" in wrong.stderr, wrong.stderr
+
+
+def test_the_readmes_dynamodb_commands_run_as_written(ddb_server):
+    # The README's DynamoDB CLI block, with only the endpoint changed to this test server's.
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"<!-- awsapi-dynamodb-cli -->\n```sh\n(.*?)```", text, re.S).group(1)
+    assert "http://127.0.0.1:8080" in block
+    status, _ = ddb_server.http("POST", "/orders", order("ord-1001"))
+    assert status in (202, 200), status
+    table = aws_resource(ddb_server, "dynamodb").Table("orders")
+    wait_for(lambda: table.get_item(Key={"orderID": "ord-1001"}).get("Item"))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="orderflow", AWS_SECRET_ACCESS_KEY="anything",
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+               PATH=str(pathlib.Path(AWS).parent) + os.pathsep + os.environ["PATH"])
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block.replace("http://127.0.0.1:8080", ddb_server.url)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert '"KeySchema"' in out.stdout and '"ord-1001"' in out.stdout and '"Count"' in out.stdout

@@ -189,7 +189,8 @@ def test_get_item_of_an_unknown_id_returns_no_item(ddb):
 
 
 def test_get_item_projects_the_attributes_asked_for(ddb, table):
-    # API_GetItem.html#DDB-GetItem-request-ProjectionExpression, ExpressionAttributeNames
+    # API_GetItem.html#DDB-GetItem-request-ProjectionExpression, ExpressionAttributeNames,
+    # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html
     order_id = new_id()
     put_new(table, order_item(order_id))
     got = ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}},
@@ -200,6 +201,12 @@ def test_get_item_projects_the_attributes_asked_for(ddb, table):
                      ExpressionAttributeNames={"#unused": "total"})
     assert code(e.value) == ("ValidationException", 400)
     assert "unused in expressions: keys: {#unused}" in e.value.response["Error"]["Message"]
+    # ReservedWords.html: `total` and `status` are reserved, so DynamoDB wants them as #names.
+    with pytest.raises(ClientError) as e:
+        ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}}, ProjectionExpression="orderID, total")
+    assert code(e.value) == ("ValidationException", 400)
+    assert e.value.response["Error"]["Message"] == \
+        "Invalid ProjectionExpression: Attribute name is a reserved keyword; reserved keyword: total"
 
 
 def test_get_item_with_a_key_that_is_not_the_schemas_is_a_validation_error(ddb):

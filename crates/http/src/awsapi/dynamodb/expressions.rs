@@ -10,6 +10,18 @@ use serde_dynamo::AttributeValue;
 use super::{KEY, validation};
 use crate::awsapi::AwsError;
 
+/// DynamoDB's reserved words, one a line, sorted; an expression must name such an attribute
+/// through a `#placeholder`, or DynamoDB refuses it. Checked here too, so code that works
+/// against this server works against DynamoDB.
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html>
+const RESERVED_WORDS: &str = include_str!("reserved_words.txt");
+
+fn is_reserved(name: &str) -> bool {
+    RESERVED_WORDS
+        .lines()
+        .any(|word| word.eq_ignore_ascii_case(name))
+}
+
 /// `ExpressionAttributeNames` and `ExpressionAttributeValues` of one request, and which of
 /// them its expressions used: DynamoDB refuses a request that defines one it never uses.
 pub struct Placeholders<'a> {
@@ -32,9 +44,15 @@ impl<'a> Placeholders<'a> {
         }
     }
 
-    /// The attribute a name token stands for: `#n` through `ExpressionAttributeNames`.
-    fn name(&mut self, token: &str) -> Result<String, AwsError> {
+    /// The attribute a name token of `expression` (e.g. `ProjectionExpression`) stands for:
+    /// `#n` through `ExpressionAttributeNames`, any other name itself unless reserved.
+    fn name(&mut self, token: &str, expression: &str) -> Result<String, AwsError> {
         if !token.starts_with('#') {
+            if is_reserved(token) {
+                return Err(validation(format!(
+                    "Invalid {expression}: Attribute name is a reserved keyword; reserved keyword: {token}"
+                )));
+            }
             return Ok(token.to_owned());
         }
         match self.names.get_key_value(token) {
@@ -106,7 +124,7 @@ pub fn projection(expression: &str, p: &mut Placeholders<'_>) -> Result<Vec<Stri
                 "Invalid ProjectionExpression: orderflow serve projects top-level attributes only (a name or #placeholder), not the document path {path:?}"
             )));
         }
-        let name = p.name(path)?;
+        let name = p.name(path, "ProjectionExpression")?;
         if !out.contains(&name) {
             out.push(name);
         }
@@ -143,7 +161,7 @@ pub fn key_condition(expression: &str, p: &mut Placeholders<'_>) -> Result<Strin
             "Invalid KeyConditionExpression: {name:?} is not an attribute name"
         )));
     }
-    let name = p.name(name)?;
+    let name = p.name(name, "KeyConditionExpression")?;
     if name != KEY {
         return Err(validation(format!(
             "Query condition missed key schema element: {KEY}"
@@ -164,7 +182,7 @@ pub fn put_condition(expression: &str, p: &mut Placeholders<'_>) -> Result<(), A
     let t: Vec<&str> = tokens.iter().map(String::as_str).collect();
     if let ["attribute_not_exists", "(", name, ")"] = t.as_slice()
         && is_name_token(name)
-        && p.name(name)? == KEY
+        && p.name(name, "ConditionExpression")? == KEY
     {
         return Ok(());
     }
@@ -309,6 +327,23 @@ mod tests {
         assert_eq!(
             e.message,
             "Value provided in ExpressionAttributeNames unused in expressions: keys: {#b}"
+        );
+    }
+
+    #[test]
+    fn a_reserved_word_must_be_named_through_a_placeholder_as_dynamodb_requires() {
+        let none = HashMap::new();
+        let nv = HashMap::new();
+        let e = projection("orderID, total", &mut Placeholders::new(&none, &nv)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid ProjectionExpression: Attribute name is a reserved keyword; reserved keyword: total"
+        );
+        assert!(is_reserved("STATUS") && is_reserved("items") && !is_reserved(KEY));
+        let n = names(&[("#t", "total")]);
+        assert_eq!(
+            projection("#t", &mut Placeholders::new(&n, &nv)).unwrap(),
+            ["total"]
         );
     }
 

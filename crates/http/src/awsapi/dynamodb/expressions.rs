@@ -125,9 +125,12 @@ pub fn projection(expression: &str, p: &mut Placeholders<'_>) -> Result<Vec<Stri
             )));
         }
         let name = p.name(path, "ProjectionExpression")?;
-        if !out.contains(&name) {
-            out.push(name);
+        if out.contains(&name) {
+            return Err(validation(format!(
+                "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [{name}], path two: [{name}]"
+            )));
         }
+        out.push(name);
     }
     Ok(out)
 }
@@ -327,6 +330,18 @@ mod tests {
         assert_eq!(
             e.message,
             "Value provided in ExpressionAttributeNames unused in expressions: keys: {#b}"
+        );
+    }
+
+    #[test]
+    fn a_projection_naming_an_attribute_twice_overlaps() {
+        let n = names(&[("#a", "total")]);
+        let nv = HashMap::new();
+        let e = projection("#a, orderID, #a", &mut Placeholders::new(&n, &nv)).unwrap_err();
+        assert!(
+            e.message.contains("Two document paths overlap"),
+            "{}",
+            e.message
         );
     }
 

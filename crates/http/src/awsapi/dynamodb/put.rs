@@ -125,6 +125,7 @@ fn all_old(value: Option<&str>, parameter: &str) -> Result<bool, AwsError> {
 
 impl DynamoDb<'_> {
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html>
+    #[tracing::instrument(name = "dynamodb_put_item", skip_all, fields(order_id))]
     pub(super) async fn put_item(&self, input: PutItemInput) -> Result<Value, AwsError> {
         self.table(input.table_name.as_deref())?;
         if input.expected.is_some() || input.conditional_operator.is_some() {
@@ -154,6 +155,7 @@ impl DynamoDb<'_> {
             )
         })?;
         let order = order_of(attributes)?;
+        tracing::Span::current().record("order_id", order.id().as_str());
         let table = self.state.engine.table();
         match table.put_new_synced(&order).await {
             // A new item has no old values, so ALL_OLD returns no Attributes.

@@ -288,14 +288,52 @@ def test_the_scan_paginator_visits_every_order_once(ddb, table):
     assert {i["orderID"]: i["total"] for i in items if i["orderID"] in mine} == {i: Decimal("3.25") for i in mine}
 
 
-def test_a_filtered_or_indexed_scan_is_refused_with_the_reason(ddb_server, ddb):
+def test_scan_and_query_filter_the_items_they_read(ddb, table):
+    # API_Scan.html#DDB-Scan-request-FilterExpression: the filter applies after the read, so
+    # ScannedCount counts items read and Count those that matched;
+    # Expressions.OperatorsAndFunctions.html for the condition syntax.
+    customer = new_id("cust")
+    dear = {new_id("filter") for _ in range(2)}
+    cheap = new_id("filter")
+    for i in dear:
+        put_new(table, order_item(i, customerId=customer, items=[{"sku": "Z", "quantity": 4, "unitPrice": Decimal("10")}],
+                                  total=Decimal("40")))
+    put_new(table, order_item(cheap, customerId=customer))
+    condition = Attr("customerId").eq(customer) & Attr("total").gt(Decimal("39.99")) & Attr("items").size().eq(1)
+    found, scanned, read = set(), 0, 0
+    for page in ddb.get_paginator("scan").paginate(
+            TableName="orders", FilterExpression="customerId = :c AND #t > :min AND size(#i) = :one",
+            ExpressionAttributeNames={"#t": "total", "#i": "items"},
+            ExpressionAttributeValues={":c": {"S": customer}, ":min": {"N": "39.99"}, ":one": {"N": "1"}},
+            PaginationConfig={"PageSize": 3}):
+        found |= {i["orderID"]["S"] for i in page["Items"]}
+        assert page["Count"] == len(page["Items"]) <= page["ScannedCount"] <= 3
+        scanned += page["Count"]
+        read += page["ScannedCount"]
+    assert found == dear and scanned == 2
+    assert read == ddb.describe_table(TableName="orders")["Table"]["ItemCount"]
+    # The resource builds the same kind of expression from Attr conditions.
+    items = table.scan(FilterExpression=condition)["Items"]
+    assert {i["orderID"] for i in items} == dear
+    got = table.query(KeyConditionExpression=Key("orderID").eq(cheap), FilterExpression=Attr("currency").eq("USD"))
+    assert (got["Count"], got["ScannedCount"], got["Items"]) == (0, 1, [])
+    with pytest.raises(ClientError) as e:
+        table.query(KeyConditionExpression=Key("orderID").eq(cheap), FilterExpression=Attr("orderID").eq(cheap))
+    assert "Filter Expression can only contain non-primary key attributes" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        ddb.scan(TableName="orders", FilterExpression="begins_with(currency, :n)", ExpressionAttributeValues={":n": {"N": "1"}})
+    assert code(e.value) == ("ValidationException", 400)
+    assert "operand type: N" in e.value.response["Error"]["Message"]
+
+
+def test_an_index_or_a_parallel_scan_is_refused_with_the_reason(ddb_server, ddb):
     # API_Scan.html#DDB-Scan-request-IndexName: ValidationException for an index the table lacks
     with pytest.raises(ClientError) as e:
         ddb.scan(TableName="orders", IndexName="byCustomer")
     assert code(e.value) == ("ValidationException", 400)
     with pytest.raises(ClientError) as e:
-        ddb.scan(TableName="orders", FilterExpression="currency = :c", ExpressionAttributeValues={":c": {"S": "EUR"}})
-    assert "FilterExpression" in e.value.response["Error"]["Message"]
+        ddb.scan(TableName="orders", Segment=1, TotalSegments=4)
+    assert "one segment" in e.value.response["Error"]["Message"]
     # boto3 checks Limit >= 1 itself; the server checks it too.
     status, _, body = raw(ddb_server, "Scan", {"TableName": "orders", "Limit": 0})
     assert (status, body["__type"]) == (400, "com.amazonaws.dynamodb.v20120810#ValidationException")

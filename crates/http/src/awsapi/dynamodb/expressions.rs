@@ -46,7 +46,7 @@ impl<'a> Placeholders<'a> {
 
     /// The attribute a name token of `expression` (e.g. `ProjectionExpression`) stands for:
     /// `#n` through `ExpressionAttributeNames`, any other name itself unless reserved.
-    fn name(&mut self, token: &str, expression: &str) -> Result<String, AwsError> {
+    pub(super) fn name(&mut self, token: &str, expression: &str) -> Result<String, AwsError> {
         if !token.starts_with('#') {
             if is_reserved(token) {
                 return Err(validation(format!(
@@ -66,7 +66,7 @@ impl<'a> Placeholders<'a> {
         }
     }
 
-    fn value(&mut self, token: &str) -> Result<&'a AttributeValue, AwsError> {
+    pub(super) fn value(&mut self, token: &str) -> Result<&'a AttributeValue, AwsError> {
         match self.values.get_key_value(token) {
             Some((key, value)) => {
                 self.used_values.insert(key);

@@ -12,6 +12,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Value, json};
 
 use super::expressions::{self, Placeholders};
+use super::filters::type_name;
 use super::{CONTENT_HASH, DynamoDb, KEY, error, item_of, validation, wire};
 use crate::awsapi::AwsError;
 
@@ -48,7 +49,7 @@ pub(super) fn order_of(
         Some(other) => {
             return Err(validation(format!(
                 "One or more parameter values were invalid: Type mismatch for key {KEY} expected: S actual: {}",
-                type_of(other)
+                type_name(other)
             )));
         }
     }
@@ -95,21 +96,6 @@ pub(super) fn order_of(
         }
     }
     Ok(stored)
-}
-
-fn type_of(v: &AttributeValue) -> &'static str {
-    match v {
-        AttributeValue::N(_) => "N",
-        AttributeValue::S(_) => "S",
-        AttributeValue::Bool(_) => "BOOL",
-        AttributeValue::B(_) => "B",
-        AttributeValue::Null(_) => "NULL",
-        AttributeValue::M(_) => "M",
-        AttributeValue::L(_) => "L",
-        AttributeValue::Ss(_) => "SS",
-        AttributeValue::Ns(_) => "NS",
-        AttributeValue::Bs(_) => "BS",
-    }
 }
 
 /// `ReturnValues` / `ReturnValuesOnConditionCheckFailure`: `NONE` or `ALL_OLD`.

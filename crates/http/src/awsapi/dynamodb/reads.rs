@@ -9,6 +9,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value, json};
 
 use super::expressions::{self, Placeholders};
+use super::filters::Filter;
 use super::{DynamoDb, KEY, item_of, key_id, validation, wire};
 use crate::awsapi::AwsError;
 
@@ -164,22 +165,22 @@ fn check_limit(limit: Option<i64>) -> Result<Option<usize>, AwsError> {
     }
 }
 
-/// Refuses what the table cannot answer: it has no indexes, and filters are not served.
-fn check_no_index_or_filter(
-    index_name: Option<&str>,
-    filter: Option<&str>,
-) -> Result<(), AwsError> {
-    if let Some(index) = index_name {
-        return Err(validation(format!(
+/// The table has no secondary indexes.
+fn check_no_index(index_name: Option<&str>) -> Result<(), AwsError> {
+    match index_name {
+        Some(index) => Err(validation(format!(
             "The table does not have the specified index: {index}"
-        )));
+        ))),
+        None => Ok(()),
     }
-    if filter.is_some() {
-        return Err(validation(
-            "orderflow serve does not evaluate FilterExpression; filter the returned items instead",
-        ));
-    }
-    Ok(())
+}
+
+fn filter(expression: Option<&str>, p: &mut Placeholders<'_>) -> Result<Option<Filter>, AwsError> {
+    expression.map(|e| Filter::parse(e, p)).transpose()
+}
+
+fn keep(filter: Option<&Filter>, item: &Item) -> bool {
+    filter.is_none_or(|f| f.matches(item))
 }
 
 fn page(items: Vec<Item>, wants_items: bool, scanned: usize, last: Option<&str>) -> Value {
@@ -277,10 +278,7 @@ impl DynamoDb<'_> {
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Query.html>
     pub(super) async fn query(&self, input: QueryInput) -> Result<Value, AwsError> {
         self.table(input.table_name.as_deref())?;
-        check_no_index_or_filter(
-            input.index_name.as_deref(),
-            input.filter_expression.as_deref(),
-        )?;
+        check_no_index(input.index_name.as_deref())?;
         check_limit(input.limit)?;
         let Some(condition) = input.key_condition_expression.as_deref() else {
             return Err(validation(
@@ -292,6 +290,14 @@ impl DynamoDb<'_> {
             &input.expression_attribute_values,
         );
         let id = expressions::key_condition(condition, &mut p)?;
+        let filter = filter(input.filter_expression.as_deref(), &mut p)?;
+        if let Some(f) = &filter
+            && f.names().contains(&KEY)
+        {
+            return Err(validation(format!(
+                "Filter Expression can only contain non-primary key attributes: Primary key attribute: {KEY}"
+            )));
+        }
         let names = projection(&input.shape, &mut p)?;
         p.check_all_used()?;
         let wants_items = wants_items(input.select.as_deref(), names.is_some())?;
@@ -300,28 +306,27 @@ impl DynamoDb<'_> {
             Some(start) => key_id(start)? >= id,
             None => false,
         };
-        let items: Vec<Item> = if started_past {
-            vec![]
+        let found = if started_past {
+            None
         } else {
-            self.item(&id)
-                .await?
-                .map(|item| project(item, names.as_deref()))
-                .into_iter()
-                .collect()
+            self.item(&id).await?
         };
-        let scanned = items.len();
+        let scanned = usize::from(found.is_some());
+        let items: Vec<Item> = found
+            .filter(|item| keep(filter.as_ref(), item))
+            .map(|item| project(item, names.as_deref()))
+            .into_iter()
+            .collect();
         Ok(page(items, wants_items, scanned, None))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>
-    /// Items come in key order; a page ends at `Limit` items or 1 MB, with
-    /// `LastEvaluatedKey` when more remain.
+    /// Items come in key order; a page ends at `Limit` items or 1 MB read, with
+    /// `LastEvaluatedKey` when more remain. As in DynamoDB, the filter applies after the
+    /// read: `ScannedCount` counts the items read, `Count` those that matched.
     pub(super) async fn scan(&self, input: ScanInput) -> Result<Value, AwsError> {
         self.table(input.table_name.as_deref())?;
-        check_no_index_or_filter(
-            input.index_name.as_deref(),
-            input.filter_expression.as_deref(),
-        )?;
+        check_no_index(input.index_name.as_deref())?;
         match (input.segment, input.total_segments) {
             (None, None) | (Some(0), Some(1)) => {}
             (Some(_), Some(_)) => {
@@ -336,11 +341,11 @@ impl DynamoDb<'_> {
             }
         }
         let limit = check_limit(input.limit)?;
-        // Without a filter no expression takes values, so any given are unused.
         let mut p = Placeholders::new(
             &input.shape.expression_attribute_names,
             &input.expression_attribute_values,
         );
+        let filter = filter(input.filter_expression.as_deref(), &mut p)?;
         let names = projection(&input.shape, &mut p)?;
         p.check_all_used()?;
         let wants_items = wants_items(input.select.as_deref(), names.is_some())?;
@@ -359,20 +364,23 @@ impl DynamoDb<'_> {
             .map_err(AwsError::internal)?;
         let mut items = Vec::with_capacity(found.orders.len());
         let mut bytes = 0;
+        let mut scanned = 0;
         let mut last = None;
         let mut more = found.more;
         for (i, order) in found.orders.iter().enumerate() {
             let item = item_of(order);
             bytes += wire(&item).to_string().len();
-            items.push(project(item, names.as_deref()));
+            scanned += 1;
             last = Some(order.id().as_str());
+            if keep(filter.as_ref(), &item) {
+                items.push(project(item, names.as_deref()));
+            }
             if bytes >= MAX_PAGE_BYTES && i + 1 < found.orders.len() {
                 more = true;
                 break;
             }
         }
         let last = if more { last } else { None };
-        let scanned = items.len();
         Ok(page(items, wants_items, scanned, last))
     }
 }

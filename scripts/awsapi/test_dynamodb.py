@@ -190,12 +190,18 @@ def test_get_item_of_an_unknown_id_returns_no_item(ddb):
 
 def test_get_item_projects_the_attributes_asked_for(ddb, table):
     # API_GetItem.html#DDB-GetItem-request-ProjectionExpression, ExpressionAttributeNames,
+    # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ProjectionExpressions.html
     # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html
     order_id = new_id()
     put_new(table, order_item(order_id))
     got = ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}},
                        ProjectionExpression="#t, orderID, #s", ExpressionAttributeNames={"#t": "total", "#s": "status"})
     assert got["Item"] == {"orderID": {"S": order_id}, "total": {"N": "3.25"}, "status": {"S": "STORED"}}
+    # Expressions.ProjectionExpressions.html: nested paths keep the item's nesting.
+    got = ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}},
+                       ProjectionExpression="#i[1].sku, shippingAddress.city", ExpressionAttributeNames={"#i": "items"})
+    assert got["Item"] == {"items": {"L": [{"M": {"sku": {"S": "B-2"}}}]},
+                           "shippingAddress": {"M": {"city": {"S": "Berlin"}}}}
     with pytest.raises(ClientError) as e:
         ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}}, ProjectionExpression="orderID",
                      ExpressionAttributeNames={"#unused": "total"})
@@ -348,9 +354,13 @@ def test_a_put_order_is_stored_and_announced_to_subscribers(ddb_server, table):
     sqs = aws_client(ddb_server, "sqs")
     watch = sqs.get_queue_url(QueueName="ddb-watch")["QueueUrl"]
     order_id = new_id("put")
-    assert "Attributes" not in put_new(table, order_item(order_id))
+    assert "Attributes" not in put_new(table, order_item(order_id, total=Decimal("3.250")))
     status, rest = ddb_server.http("GET", f"/orders/{order_id}")
     assert status == 200 and rest["total"] == 3.25
+    # HowItWorks.NamingRulesDataTypes.html#HowItWorks.DataTypes.Number: "Leading and trailing
+    # zeroes are trimmed."
+    raw_item = aws_client(ddb_server, "dynamodb").get_item(TableName="orders", Key={"orderID": {"S": order_id}})["Item"]
+    assert raw_item["total"] == {"N": "3.25"}
     item = table.get_item(Key={"orderID": order_id})["Item"]
     assert item["customerId"] == "c-ddb"
     assert re.fullmatch(r"[0-9a-f]{64}", item["contentHash"])

@@ -1,6 +1,6 @@
-//! The few DynamoDB expressions the `orders` table answers: projections of top-level
-//! attributes, the key condition `orderID = :v` and the put condition
-//! `attribute_not_exists(orderID)`, with `#name` and `:value` placeholders.
+//! The placeholders of DynamoDB expressions (`#name`, `:value`), and the two expressions
+//! that touch the key: the key condition `orderID = :v` and the put condition
+//! `attribute_not_exists(orderID)`.
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.html>
 
 use std::collections::{BTreeSet, HashMap};
@@ -107,32 +107,6 @@ impl<'a> Placeholders<'a> {
         }
         Ok(())
     }
-}
-
-/// The attribute names of a `ProjectionExpression` (top-level attributes only).
-pub fn projection(expression: &str, p: &mut Placeholders<'_>) -> Result<Vec<String>, AwsError> {
-    let mut out = Vec::new();
-    for path in expression.split(',') {
-        let path = path.trim();
-        if path.is_empty() {
-            return Err(validation(format!(
-                "Invalid ProjectionExpression: Syntax error; token: \",\", near: \"{expression}\""
-            )));
-        }
-        if !is_name_token(path) {
-            return Err(validation(format!(
-                "Invalid ProjectionExpression: orderflow serve projects top-level attributes only (a name or #placeholder), not the document path {path:?}"
-            )));
-        }
-        let name = p.name(path, "ProjectionExpression")?;
-        if out.contains(&name) {
-            return Err(validation(format!(
-                "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [{name}], path two: [{name}]"
-            )));
-        }
-        out.push(name);
-    }
-    Ok(out)
 }
 
 /// The order id a `KeyConditionExpression` asks for: `orderID = :v` (either side, with
@@ -319,13 +293,10 @@ mod tests {
 
     #[test]
     fn an_unused_placeholder_is_refused_as_dynamodb_does() {
-        let n = names(&[("#a", "total"), ("#b", "notes")]);
-        let nv = HashMap::new();
-        let mut p = Placeholders::new(&n, &nv);
-        assert_eq!(
-            projection("#a, orderID", &mut p).unwrap(),
-            ["total", "orderID"]
-        );
+        let n = names(&[("#k", "orderID"), ("#b", "notes")]);
+        let v = values(&[(":v", AttributeValue::S("o-1".into()))]);
+        let mut p = Placeholders::new(&n, &v);
+        key_condition("#k = :v", &mut p).unwrap();
         let e = p.check_all_used().unwrap_err();
         assert_eq!(
             e.message,
@@ -334,39 +305,24 @@ mod tests {
     }
 
     #[test]
-    fn a_projection_naming_an_attribute_twice_overlaps() {
-        let n = names(&[("#a", "total")]);
-        let nv = HashMap::new();
-        let e = projection("#a, orderID, #a", &mut Placeholders::new(&n, &nv)).unwrap_err();
-        assert!(
-            e.message.contains("Two document paths overlap"),
-            "{}",
-            e.message
-        );
-    }
-
-    #[test]
     fn a_reserved_word_must_be_named_through_a_placeholder_as_dynamodb_requires() {
+        assert!(is_reserved("STATUS") && is_reserved("items") && is_reserved("total"));
+        assert!(!is_reserved(KEY) && !is_reserved("currency"));
         let none = HashMap::new();
         let nv = HashMap::new();
-        let e = projection("orderID, total", &mut Placeholders::new(&none, &nv)).unwrap_err();
+        let e = Placeholders::new(&none, &nv)
+            .name("total", "ProjectionExpression")
+            .unwrap_err();
         assert_eq!(
             e.message,
             "Invalid ProjectionExpression: Attribute name is a reserved keyword; reserved keyword: total"
         );
-        assert!(is_reserved("STATUS") && is_reserved("items") && !is_reserved(KEY));
         let n = names(&[("#t", "total")]);
         assert_eq!(
-            projection("#t", &mut Placeholders::new(&n, &nv)).unwrap(),
-            ["total"]
+            Placeholders::new(&n, &nv)
+                .name("#t", "ProjectionExpression")
+                .unwrap(),
+            "total"
         );
-    }
-
-    #[test]
-    fn a_nested_projection_path_is_refused_with_the_reason() {
-        let none = HashMap::new();
-        let nv = HashMap::new();
-        let e = projection("items[0].sku", &mut Placeholders::new(&none, &nv)).unwrap_err();
-        assert!(e.message.contains("top-level"), "{}", e.message);
     }
 }

@@ -3,7 +3,7 @@
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Operations_Amazon_DynamoDB.html>
 
 mod expressions;
-mod filters;
+mod grammar;
 mod put;
 mod reads;
 

@@ -9,7 +9,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value, json};
 
 use super::expressions::{self, Placeholders};
-use super::filters::Filter;
+use super::grammar::{self, Filter, Path};
 use super::{DynamoDb, KEY, item_of, key_id, validation, wire};
 use crate::awsapi::AwsError;
 
@@ -96,25 +96,22 @@ pub(super) struct ScanInput {
 }
 
 /// The attributes a read keeps, `None` for all of them.
-fn projection(
-    shape: &ReadShape,
-    p: &mut Placeholders<'_>,
-) -> Result<Option<Vec<String>>, AwsError> {
+fn projection(shape: &ReadShape, p: &mut Placeholders<'_>) -> Result<Option<Vec<Path>>, AwsError> {
     let names = match (&shape.projection_expression, &shape.attributes_to_get) {
         (Some(_), Some(_)) => {
             return Err(validation(
                 "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}",
             ));
         }
-        (Some(e), None) => Some(expressions::projection(e, p)?),
-        (None, Some(names)) => Some(names.clone()),
+        (Some(e), None) => Some(grammar::projection(e, p)?),
+        (None, Some(names)) => Some(names.iter().map(|n| Path::attribute(n)).collect()),
         (None, None) => None,
     };
     Ok(names)
 }
 
 /// The projection of a read that uses no other expression.
-fn projection_only(shape: &ReadShape) -> Result<Option<Vec<String>>, AwsError> {
+fn projection_only(shape: &ReadShape) -> Result<Option<Vec<Path>>, AwsError> {
     let no_values = HashMap::new();
     let mut p = Placeholders::new(&shape.expression_attribute_names, &no_values);
     let names = projection(shape, &mut p)?;
@@ -122,14 +119,10 @@ fn projection_only(shape: &ReadShape) -> Result<Option<Vec<String>>, AwsError> {
     Ok(names)
 }
 
-fn project(item: Item, names: Option<&[String]>) -> Item {
-    match names {
+fn project(item: Item, paths: Option<&[Path]>) -> Item {
+    match paths {
         None => item,
-        Some(names) => {
-            let mut m = item.into_inner();
-            m.retain(|k, _| names.contains(k));
-            Item::from(m)
-        }
+        Some(paths) => grammar::project(&item, paths),
     }
 }
 

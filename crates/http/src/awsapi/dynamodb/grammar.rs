@@ -1,8 +1,9 @@
-//! `FilterExpression` of `Scan` and `Query`: DynamoDB's condition syntax (comparisons,
-//! `BETWEEN`, `IN`, `AND`/`OR`/`NOT`, `attribute_exists`, `attribute_not_exists`,
-//! `attribute_type`, `begins_with`, `contains`, `size`) over document paths, evaluated on
-//! each item read.
+//! DynamoDB's expression grammar over document paths (`name`, `#name`, `a.b`, `a[0]`): the
+//! conditions of `FilterExpression` (comparisons, `BETWEEN`, `IN`, `AND`/`OR`/`NOT`,
+//! `attribute_exists`, `attribute_not_exists`, `attribute_type`, `begins_with`, `contains`,
+//! `size`), evaluated on each item read, and the paths of `ProjectionExpression`.
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html>
+//! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ProjectionExpressions.html>
 
 use std::cmp::Ordering;
 use std::str::FromStr;
@@ -14,7 +15,8 @@ use super::expressions::Placeholders;
 use super::validation;
 use crate::awsapi::AwsError;
 
-const WHAT: &str = "FilterExpression";
+const FILTER: &str = "FilterExpression";
+const PROJECTION: &str = "ProjectionExpression";
 
 /// A parsed condition.
 #[derive(Debug)]
@@ -52,10 +54,11 @@ enum Operand {
     Size(Path),
 }
 
-#[derive(Debug)]
-struct Path(Vec<Step>);
+/// A document path: an attribute, then map keys and list indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path(Vec<Step>);
 
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     Name(String),
     Index(usize),
@@ -64,12 +67,9 @@ enum Step {
 impl Filter {
     /// Parses `expression`, resolving its `#names` and `:values` through `p`.
     pub fn parse(expression: &str, p: &mut Placeholders<'_>) -> Result<Filter, AwsError> {
-        let tokens = tokens(expression)?;
-        let mut parser = Parser { tokens, at: 0, p };
+        let mut parser = Parser::new(expression, FILTER, p)?;
         let condition = parser.or()?;
-        if let Some(t) = parser.tokens.get(parser.at) {
-            return Err(syntax(t));
-        }
+        parser.end()?;
         Ok(Filter(condition))
     }
 
@@ -86,13 +86,105 @@ impl Filter {
     }
 }
 
-fn syntax(token: &str) -> AwsError {
-    validation(format!("Invalid {WHAT}: Syntax error; token: \"{token}\""))
+/// The paths of a `ProjectionExpression`; none may overlap or conflict with another.
+pub fn projection(expression: &str, p: &mut Placeholders<'_>) -> Result<Vec<Path>, AwsError> {
+    let mut parser = Parser::new(expression, PROJECTION, p)?;
+    let mut paths = vec![parser.path()?];
+    while parser.peek() == Some(",") {
+        parser.at += 1;
+        paths.push(parser.path()?);
+    }
+    parser.end()?;
+    for (i, a) in paths.iter().enumerate() {
+        for b in &paths[..i] {
+            check_apart(a, b)?;
+        }
+    }
+    Ok(paths)
+}
+
+/// DynamoDB refuses two projected paths where one contains the other, or where one
+/// indexes what the other keys.
+fn check_apart(a: &Path, b: &Path) -> Result<(), AwsError> {
+    let shown = |p: &Path| {
+        p.0.iter()
+            .map(|s| match s {
+                Step::Name(n) => n.clone(),
+                Step::Index(i) => format!("[{i}]"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (x, y) in a.0.iter().zip(&b.0) {
+        match (x, y) {
+            (x, y) if x == y => continue,
+            (Step::Name(_), Step::Name(_)) | (Step::Index(_), Step::Index(_)) => return Ok(()),
+            _ => {
+                return Err(validation(format!(
+                    "Invalid {PROJECTION}: Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [{}], path two: [{}]",
+                    shown(b),
+                    shown(a)
+                )));
+            }
+        }
+    }
+    Err(validation(format!(
+        "Invalid {PROJECTION}: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [{}], path two: [{}]",
+        shown(b),
+        shown(a)
+    )))
+}
+
+/// What a projection keeps of `item`: each path that resolves, nested as in the item (list
+/// elements keep their order, without the ones not asked for).
+pub fn project(item: &Item, paths: &[Path]) -> Item {
+    #[derive(Default)]
+    struct Node {
+        value: Option<AttributeValue>,
+        keys: std::collections::BTreeMap<String, Node>,
+        indexes: std::collections::BTreeMap<usize, Node>,
+    }
+    fn insert(node: &mut Node, steps: &[Step], value: AttributeValue) {
+        match steps.split_first() {
+            None => node.value = Some(value),
+            Some((Step::Name(n), rest)) => {
+                insert(node.keys.entry(n.clone()).or_default(), rest, value)
+            }
+            Some((Step::Index(i), rest)) => {
+                insert(node.indexes.entry(*i).or_default(), rest, value);
+            }
+        }
+    }
+    fn build(node: Node) -> AttributeValue {
+        if let Some(v) = node.value {
+            return v;
+        }
+        if !node.indexes.is_empty() {
+            return AttributeValue::L(node.indexes.into_values().map(build).collect());
+        }
+        AttributeValue::M(node.keys.into_iter().map(|(k, n)| (k, build(n))).collect())
+    }
+    let mut root = Node::default();
+    for path in paths {
+        if let Some(value) = path.resolve(item) {
+            insert(&mut root, &path.0, value.clone());
+        }
+    }
+    Item::from(
+        root.keys
+            .into_iter()
+            .map(|(k, n)| (k, build(n)))
+            .collect::<std::collections::HashMap<_, _>>(),
+    )
+}
+
+fn syntax(what: &str, token: &str) -> AwsError {
+    validation(format!("Invalid {what}: Syntax error; token: \"{token}\""))
 }
 
 fn operand_type(function: &str, value: &AttributeValue) -> AwsError {
     validation(format!(
-        "Invalid {WHAT}: Incorrect operand type for operator or function; operator or function: {function}, operand type: {}",
+        "Invalid {FILTER}: Incorrect operand type for operator or function; operator or function: {function}, operand type: {}",
         type_name(value)
     ))
 }
@@ -113,7 +205,7 @@ pub fn type_name(v: &AttributeValue) -> &'static str {
 }
 
 /// Names, `#names`, `:values`, list indexes and punctuation.
-fn tokens(expression: &str) -> Result<Vec<String>, AwsError> {
+fn tokens(expression: &str, what: &str) -> Result<Vec<String>, AwsError> {
     let mut out = Vec::new();
     let mut chars = expression.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -142,7 +234,7 @@ fn tokens(expression: &str) -> Result<Vec<String>, AwsError> {
                 }
                 out.push(expression[i..end].to_owned());
             }
-            other => return Err(syntax(&other.to_string())),
+            other => return Err(syntax(what, &other.to_string())),
         }
     }
     Ok(out)
@@ -151,10 +243,37 @@ fn tokens(expression: &str) -> Result<Vec<String>, AwsError> {
 struct Parser<'p, 'a> {
     tokens: Vec<String>,
     at: usize,
+    /// The parameter being parsed, for error messages.
+    what: &'static str,
     p: &'p mut Placeholders<'a>,
 }
 
-impl Parser<'_, '_> {
+impl<'p, 'a> Parser<'p, 'a> {
+    fn new(
+        expression: &str,
+        what: &'static str,
+        p: &'p mut Placeholders<'a>,
+    ) -> Result<Self, AwsError> {
+        Ok(Parser {
+            tokens: tokens(expression, what)?,
+            at: 0,
+            what,
+            p,
+        })
+    }
+
+    fn syntax(&self, token: &str) -> AwsError {
+        syntax(self.what, token)
+    }
+
+    /// Refuses what follows a complete expression.
+    fn end(&self) -> Result<(), AwsError> {
+        match self.peek() {
+            Some(t) => Err(self.syntax(t)),
+            None => Ok(()),
+        }
+    }
+
     fn peek(&self) -> Option<&str> {
         self.tokens.get(self.at).map(String::as_str)
     }
@@ -173,8 +292,8 @@ impl Parser<'_, '_> {
                 self.at += 1;
                 Ok(())
             }
-            Some(t) => Err(syntax(t)),
-            None => Err(syntax("<EOF>")),
+            Some(t) => Err(self.syntax(t)),
+            None => Err(self.syntax("<EOF>")),
         }
     }
 
@@ -215,7 +334,7 @@ impl Parser<'_, '_> {
         if self.keyword("BETWEEN") {
             let low = self.operand()?;
             if !self.keyword("AND") {
-                return Err(syntax(self.peek().unwrap_or("<EOF>")));
+                return Err(self.syntax(self.peek().unwrap_or("<EOF>")));
             }
             return Ok(Condition::Between(left, low, self.operand()?));
         }
@@ -236,8 +355,8 @@ impl Parser<'_, '_> {
             Some("<=") => Comparator::Le,
             Some(">") => Comparator::Gt,
             Some(">=") => Comparator::Ge,
-            Some(t) => return Err(syntax(t)),
-            None => return Err(syntax("<EOF>")),
+            Some(t) => return Err(self.syntax(t)),
+            None => return Err(self.syntax("<EOF>")),
         };
         self.at += 1;
         Ok(Condition::Compare(left, comparator, self.operand()?))
@@ -319,7 +438,7 @@ impl Parser<'_, '_> {
                     let index = self
                         .peek()
                         .and_then(|t| t.parse::<usize>().ok())
-                        .ok_or_else(|| syntax(self.peek().unwrap_or("<EOF>")))?;
+                        .ok_or_else(|| self.syntax(self.peek().unwrap_or("<EOF>")))?;
                     self.at += 1;
                     self.expect("]")?;
                     steps.push(Step::Index(index));
@@ -339,15 +458,20 @@ impl Parser<'_, '_> {
             {
                 let t = t.to_owned();
                 self.at += 1;
-                self.p.name(&t, WHAT)
+                self.p.name(&t, self.what)
             }
-            Some(t) => Err(syntax(t)),
-            None => Err(syntax("<EOF>")),
+            Some(t) => Err(self.syntax(t)),
+            None => Err(self.syntax("<EOF>")),
         }
     }
 }
 
 impl Path {
+    /// The path of a top-level attribute (`AttributesToGet`).
+    pub fn attribute(name: &str) -> Path {
+        Path(vec![Step::Name(name.to_owned())])
+    }
+
     fn resolve<'i>(&self, item: &'i Item) -> Option<&'i AttributeValue> {
         let mut steps = self.0.iter();
         let Some(Step::Name(first)) = steps.next() else {
@@ -646,6 +770,67 @@ mod tests {
             let e = Filter::parse(expression, &mut Placeholders::new(&names, &values)).unwrap_err();
             assert!(e.message.contains(why), "{expression}: {}", e.message);
         }
+    }
+
+    fn project_with(expression: &str, names: &[(&str, &str)]) -> Result<Item, AwsError> {
+        let names: HashMap<String, String> = names
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let values = HashMap::new();
+        let mut p = Placeholders::new(&names, &values);
+        let paths = projection(expression, &mut p)?;
+        p.check_all_used()?;
+        Ok(project(&item(), &paths))
+    }
+
+    #[test]
+    fn a_projection_keeps_the_paths_asked_for_nested_as_in_the_item() {
+        let got = project_with(
+            "orderID, #i[1].sku, #i[0].quantity, shippingAddress.city, giftWrap, #t",
+            &[("#i", "items"), ("#t", "total")],
+        )
+        .unwrap();
+        let json = serde_json::to_value(&got).unwrap();
+        assert_eq!(json["total"], serde_json::json!({"N": "60.07"}));
+        assert_eq!(
+            json["items"],
+            serde_json::json!({"L": [{"M": {"quantity": {"N": "3"}}}, {"M": {"sku": {"S": "B"}}}]})
+        );
+        assert_eq!(
+            json["shippingAddress"],
+            serde_json::json!({"M": {"city": {"S": "Berlin"}}})
+        );
+        assert_eq!(got.len(), 4, "a path the item lacks is left out: {json}");
+    }
+
+    #[test]
+    fn overlapping_or_conflicting_projection_paths_are_refused_as_dynamodb_does() {
+        let e = project_with("#t, orderID, #t", &[("#t", "total")]).unwrap_err();
+        assert!(
+            e.message.contains("Two document paths overlap"),
+            "{}",
+            e.message
+        );
+        let e = project_with("shippingAddress, shippingAddress.city", &[]).unwrap_err();
+        assert!(
+            e.message.contains("Two document paths overlap"),
+            "{}",
+            e.message
+        );
+        let e = project_with("#i[0], #i.sku", &[("#i", "items")]).unwrap_err();
+        assert!(
+            e.message.contains("Two document paths conflict"),
+            "{}",
+            e.message
+        );
+        let e = project_with("orderID,", &[]).unwrap_err();
+        assert!(
+            e.message
+                .contains("Invalid ProjectionExpression: Syntax error"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -5,14 +5,12 @@
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html>
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ProjectionExpressions.html>
 
-use std::cmp::Ordering;
-use std::str::FromStr;
-
-use rust_decimal::Decimal;
 use serde_dynamo::{AttributeValue, Item};
 
 use super::expressions::Placeholders;
+use super::paths::{Path, Step, check_apart};
 use super::validation;
+use super::values::{Comparator, compare, equal, size, type_name};
 use crate::awsapi::AwsError;
 
 const FILTER: &str = "FilterExpression";
@@ -37,31 +35,11 @@ enum Condition {
     Contains(Path, Operand),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Comparator {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
 #[derive(Debug)]
 enum Operand {
     Path(Path),
     Value(AttributeValue),
     Size(Path),
-}
-
-/// A document path: an attribute, then map keys and list indexes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Path(Vec<Step>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
-    Name(String),
-    Index(usize),
 }
 
 impl Filter {
@@ -103,81 +81,6 @@ pub fn projection(expression: &str, p: &mut Placeholders<'_>) -> Result<Vec<Path
     Ok(paths)
 }
 
-/// DynamoDB refuses two projected paths where one contains the other, or where one
-/// indexes what the other keys.
-fn check_apart(a: &Path, b: &Path) -> Result<(), AwsError> {
-    let shown = |p: &Path| {
-        p.0.iter()
-            .map(|s| match s {
-                Step::Name(n) => n.clone(),
-                Step::Index(i) => format!("[{i}]"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for (x, y) in a.0.iter().zip(&b.0) {
-        match (x, y) {
-            (x, y) if x == y => continue,
-            (Step::Name(_), Step::Name(_)) | (Step::Index(_), Step::Index(_)) => return Ok(()),
-            _ => {
-                return Err(validation(format!(
-                    "Invalid {PROJECTION}: Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [{}], path two: [{}]",
-                    shown(b),
-                    shown(a)
-                )));
-            }
-        }
-    }
-    Err(validation(format!(
-        "Invalid {PROJECTION}: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [{}], path two: [{}]",
-        shown(b),
-        shown(a)
-    )))
-}
-
-/// What a projection keeps of `item`: each path that resolves, nested as in the item (list
-/// elements keep their order, without the ones not asked for).
-pub fn project(item: &Item, paths: &[Path]) -> Item {
-    #[derive(Default)]
-    struct Node {
-        value: Option<AttributeValue>,
-        keys: std::collections::BTreeMap<String, Node>,
-        indexes: std::collections::BTreeMap<usize, Node>,
-    }
-    fn insert(node: &mut Node, steps: &[Step], value: AttributeValue) {
-        match steps.split_first() {
-            None => node.value = Some(value),
-            Some((Step::Name(n), rest)) => {
-                insert(node.keys.entry(n.clone()).or_default(), rest, value)
-            }
-            Some((Step::Index(i), rest)) => {
-                insert(node.indexes.entry(*i).or_default(), rest, value);
-            }
-        }
-    }
-    fn build(node: Node) -> AttributeValue {
-        if let Some(v) = node.value {
-            return v;
-        }
-        if !node.indexes.is_empty() {
-            return AttributeValue::L(node.indexes.into_values().map(build).collect());
-        }
-        AttributeValue::M(node.keys.into_iter().map(|(k, n)| (k, build(n))).collect())
-    }
-    let mut root = Node::default();
-    for path in paths {
-        if let Some(value) = path.resolve(item) {
-            insert(&mut root, &path.0, value.clone());
-        }
-    }
-    Item::from(
-        root.keys
-            .into_iter()
-            .map(|(k, n)| (k, build(n)))
-            .collect::<std::collections::HashMap<_, _>>(),
-    )
-}
-
 fn syntax(what: &str, token: &str) -> AwsError {
     validation(format!("Invalid {what}: Syntax error; token: \"{token}\""))
 }
@@ -187,21 +90,6 @@ fn operand_type(function: &str, value: &AttributeValue) -> AwsError {
         "Invalid {FILTER}: Incorrect operand type for operator or function; operator or function: {function}, operand type: {}",
         type_name(value)
     ))
-}
-
-pub fn type_name(v: &AttributeValue) -> &'static str {
-    match v {
-        AttributeValue::N(_) => "N",
-        AttributeValue::S(_) => "S",
-        AttributeValue::Bool(_) => "BOOL",
-        AttributeValue::B(_) => "B",
-        AttributeValue::Null(_) => "NULL",
-        AttributeValue::M(_) => "M",
-        AttributeValue::L(_) => "L",
-        AttributeValue::Ss(_) => "SS",
-        AttributeValue::Ns(_) => "NS",
-        AttributeValue::Bs(_) => "BS",
-    }
 }
 
 /// Names, `#names`, `:values`, list indexes and punctuation.
@@ -466,36 +354,6 @@ impl<'p, 'a> Parser<'p, 'a> {
     }
 }
 
-impl Path {
-    /// The path of a top-level attribute (`AttributesToGet`).
-    pub fn attribute(name: &str) -> Path {
-        Path(vec![Step::Name(name.to_owned())])
-    }
-
-    fn resolve<'i>(&self, item: &'i Item) -> Option<&'i AttributeValue> {
-        let mut steps = self.0.iter();
-        let Some(Step::Name(first)) = steps.next() else {
-            return None;
-        };
-        let mut value = item.get(first)?;
-        for step in steps {
-            value = match (step, value) {
-                (Step::Name(n), AttributeValue::M(m)) => m.get(n)?,
-                (Step::Index(i), AttributeValue::L(l)) => l.get(*i)?,
-                _ => return None,
-            };
-        }
-        Some(value)
-    }
-
-    fn first(&self) -> Option<&str> {
-        match self.0.first() {
-            Some(Step::Name(n)) => Some(n),
-            _ => None,
-        }
-    }
-}
-
 impl Operand {
     fn resolve(&self, item: &Item) -> Option<AttributeValue> {
         match self {
@@ -509,79 +367,6 @@ impl Operand {
         if let Operand::Path(p) | Operand::Size(p) = self {
             out.extend(p.first());
         }
-    }
-}
-
-/// `size(path)`: a string's or binary's length, a collection's element count.
-fn size(v: &AttributeValue) -> Option<usize> {
-    Some(match v {
-        AttributeValue::S(s) => s.len(),
-        AttributeValue::B(b) => b.len(),
-        AttributeValue::L(l) => l.len(),
-        AttributeValue::M(m) => m.len(),
-        AttributeValue::Ss(s) => s.len(),
-        AttributeValue::Ns(s) => s.len(),
-        AttributeValue::Bs(s) => s.len(),
-        _ => return None,
-    })
-}
-
-fn number(text: &str) -> Option<Decimal> {
-    Decimal::from_str(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .ok()
-}
-
-/// DynamoDB's order: numbers by value, strings and binaries by their bytes; values of
-/// other or different types do not compare.
-fn order(a: &AttributeValue, b: &AttributeValue) -> Option<Ordering> {
-    match (a, b) {
-        (AttributeValue::N(x), AttributeValue::N(y)) => Some(number(x)?.cmp(&number(y)?)),
-        (AttributeValue::S(x), AttributeValue::S(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
-        (AttributeValue::B(x), AttributeValue::B(y)) => Some(x.cmp(y)),
-        _ => None,
-    }
-}
-
-fn equal(a: &AttributeValue, b: &AttributeValue) -> bool {
-    match (a, b) {
-        (AttributeValue::N(_), AttributeValue::N(_)) => order(a, b) == Some(Ordering::Equal),
-        (AttributeValue::Ss(x), AttributeValue::Ss(y)) => same_set(x, y),
-        (AttributeValue::Bs(x), AttributeValue::Bs(y)) => same_set(x, y),
-        (AttributeValue::Ns(x), AttributeValue::Ns(y)) => {
-            x.len() == y.len()
-                && x.iter().all(|n| {
-                    y.iter().any(|m| {
-                        equal(&AttributeValue::N(n.clone()), &AttributeValue::N(m.clone()))
-                    })
-                })
-        }
-        (AttributeValue::L(x), AttributeValue::L(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
-        }
-        (AttributeValue::M(x), AttributeValue::M(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn same_set<T: PartialEq>(x: &[T], y: &[T]) -> bool {
-    x.len() == y.len() && x.iter().all(|v| y.contains(v))
-}
-
-fn compare(a: Option<&AttributeValue>, op: Comparator, b: Option<&AttributeValue>) -> bool {
-    let (Some(a), Some(b)) = (a, b) else {
-        // A missing attribute equals nothing, so it differs from everything.
-        return op == Comparator::Ne;
-    };
-    match op {
-        Comparator::Eq => equal(a, b),
-        Comparator::Ne => !equal(a, b),
-        Comparator::Lt => order(a, b) == Some(Ordering::Less),
-        Comparator::Le => matches!(order(a, b), Some(Ordering::Less | Ordering::Equal)),
-        Comparator::Gt => order(a, b) == Some(Ordering::Greater),
-        Comparator::Ge => matches!(order(a, b), Some(Ordering::Greater | Ordering::Equal)),
     }
 }
 
@@ -781,7 +566,7 @@ mod tests {
         let mut p = Placeholders::new(&names, &values);
         let paths = projection(expression, &mut p)?;
         p.check_all_used()?;
-        Ok(project(&item(), &paths))
+        Ok(super::super::paths::project(&item(), &paths))
     }
 
     #[test]

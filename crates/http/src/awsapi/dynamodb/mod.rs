@@ -4,8 +4,10 @@
 
 mod expressions;
 mod grammar;
+mod paths;
 mod put;
 mod reads;
+mod values;
 
 use std::collections::HashMap;
 

@@ -12,7 +12,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Value, json};
 
 use super::expressions::{self, Placeholders};
-use super::grammar::type_name;
+use super::values::type_name;
 use super::{CONTENT_HASH, DynamoDb, KEY, error, item_of, validation, wire};
 use crate::awsapi::AwsError;
 

@@ -9,7 +9,8 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value, json};
 
 use super::expressions::{self, Placeholders};
-use super::grammar::{self, Filter, Path};
+use super::grammar::{self, Filter};
+use super::paths::{self, Path};
 use super::{DynamoDb, KEY, item_of, key_id, validation, wire};
 use crate::awsapi::AwsError;
 
@@ -122,7 +123,7 @@ fn projection_only(shape: &ReadShape) -> Result<Option<Vec<Path>>, AwsError> {
 fn project(item: Item, paths: Option<&[Path]>) -> Item {
     match paths {
         None => item,
-        Some(paths) => grammar::project(&item, paths),
+        Some(paths) => paths::project(&item, paths),
     }
 }
 

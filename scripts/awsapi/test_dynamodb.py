@@ -439,7 +439,15 @@ def test_with_an_api_key_reads_and_puts_must_be_signed_with_it(keyed_server):
     assert ok.describe_table(TableName="orders")["Table"]["TableArn"] == \
         "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
     assert "Item" not in ok.get_item(TableName="orders", Key={"orderID": {"S": "nobody"}})
+    signed = aws_resource(keyed_server, "dynamodb", access_key="team-a", secret=API_KEY, region="eu-west-1")
+    order_id = new_id("keyed")
+    put_new(signed.Table("orders"), order_item(order_id))
+    assert ok.get_item(TableName="orders", Key={"orderID": {"S": order_id}})["Item"]["orderID"] == {"S": order_id}
     wrong = aws_client(keyed_server, "dynamodb", access_key="team-a", secret="wrong", region="eu-west-1")
+    with pytest.raises(ClientError) as e:
+        wrong.put_item(TableName="orders", Item={"orderID": {"S": new_id()}},
+                       ConditionExpression="attribute_not_exists(orderID)")
+    assert code(e.value) == ("InvalidSignatureException", 400)
     with pytest.raises(ClientError) as e:
         wrong.get_item(TableName="orders", Key={"orderID": {"S": "nobody"}})
     assert code(e.value) == ("InvalidSignatureException", 400)

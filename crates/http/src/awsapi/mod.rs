@@ -1,6 +1,7 @@
 //! The AWS wire protocols on `orderflow serve`'s own listener: a `POST /` that names an
-//! operation in `X-Amz-Target` is an AWS request (the JSON protocols of SQS and DynamoDB), checked for
-//! SigV4, answered in the protocol's own shapes; every other request goes on to our API.
+//! operation in `X-Amz-Target` is an AWS request (the JSON protocols of SQS and DynamoDB),
+//! checked for SigV4, answered in the protocol's own shapes; every other request goes on to
+//! our API.
 //!
 //! AWS requests skip our API-key and JSON content-type checks: SigV4 replaces the key, and
 //! their content type (`application/x-amz-json-1.0`) and `X-Amz-Target` header are not

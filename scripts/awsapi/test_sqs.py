@@ -276,6 +276,40 @@ def test_delete_message_removes_it_and_a_malformed_receipt_handle_is_invalid(ser
     assert error_code(e.value) == ("ReceiptHandleIsInvalid", 400)
 
 
+def test_a_receipt_handle_is_only_one_this_queue_issued(server, sqs):
+    # A receipt handle belongs to one receive from one queue; anything else, a handle of
+    # another queue or a message id passed by mistake, is ReceiptHandleIsInvalid
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteMessage.html;
+    # moto raises it too for a handle the queue never issued, moto/sqs/models.py
+    # Queue.delete_message). Only the queue's own stale handle "succeeds, but the message
+    # might not be deleted".
+    url, other = queue_url(server, "scratch"), queue_url(server, "warehouse")
+    sqs.purge_queue(QueueUrl=url)
+    sqs.send_message(QueueUrl=url, MessageBody="mine")
+    m = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    for wrong_queue in (
+        lambda: sqs.delete_message(QueueUrl=other, ReceiptHandle=m["ReceiptHandle"]),
+        lambda: sqs.change_message_visibility(QueueUrl=other, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0),
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle=m["MessageId"]),
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle=str(uuid.uuid4())),
+    ):
+        with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
+            wrong_queue()
+    batch = sqs.delete_message_batch(QueueUrl=other, Entries=[{"Id": "x", "ReceiptHandle": m["ReceiptHandle"]}])
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [("x", "ReceiptHandleIsInvalid")]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    # The queue's own handle, stale once the message is received again, deletes nothing.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    again = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
 def test_delete_message_batch_reports_each_entry(server, sqs):
     url = queue_url(server, "scratch")
     sqs.purge_queue(QueueUrl=url)

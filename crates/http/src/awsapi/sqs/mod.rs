@@ -5,6 +5,7 @@
 mod messages;
 mod move_tasks;
 mod queues;
+mod receipts;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -139,16 +140,6 @@ struct ReceiptEntry {
 /// What a batch entry failed with, as `BatchResultErrorEntry`.
 fn failed_entry(id: &str, e: &AwsError) -> Value {
     json!({"Id": id, "SenderFault": e.sender_fault, "Code": e.query_code, "Message": e.message})
-}
-
-/// Our receipt handles are UUIDs; anything else cannot be one (SQS's
-/// `ReceiptHandleIsInvalid`). A well-formed but stale handle is not an error: SQS's
-/// `DeleteMessage` "succeeds, but the message might not be deleted" when the handle is not
-/// the latest (API_DeleteMessage.html).
-fn check_receipt(handle: &str) -> Result<(), AwsError> {
-    uuid::Uuid::parse_str(handle)
-        .map(|_| ())
-        .map_err(|_| AwsError::receipt_handle_is_invalid(handle))
 }
 
 fn visibility_seconds(v: i64, name: &str) -> Result<Duration, AwsError> {
@@ -485,10 +476,12 @@ impl<'a> Sqs<'a> {
             .collect();
         let typed = target.typed_attributes();
         let sender = &self.addressing.account_id;
+        let queue = target.name();
         let messages: Vec<Value> = received
-            .iter()
-            .map(|m| {
-                messages::received_json(m, typed, &system, &input.message_attribute_names, sender)
+            .into_iter()
+            .map(|mut m| {
+                m.receipt_handle = receipts::issue(&queue, &m.receipt_handle);
+                messages::received_json(&m, typed, &system, &input.message_attribute_names, sender)
             })
             .collect();
         if messages.is_empty() {
@@ -500,7 +493,7 @@ impl<'a> Sqs<'a> {
     async fn delete_message(&self, input: ReceiptInput) -> Result<Value, AwsError> {
         let target = self.target(input.queue_url).await?;
         let handle = required(input.receipt_handle, "ReceiptHandle")?;
-        check_receipt(&handle)?;
+        let handle = receipts::open(&target.name(), &handle)?;
         target
             .queue(self.state)
             .delete(vec![handle])
@@ -516,11 +509,12 @@ impl<'a> Sqs<'a> {
         let target = self.target(input.queue_url).await?;
         let ids = check_batch_ids(input.entries.iter().map(|e| e.id.as_deref()))?;
         let queue = target.queue(self.state);
+        let name = target.name();
         let (mut successful, mut failed) = (Vec::new(), Vec::new());
         for (id, entry) in ids.into_iter().zip(input.entries) {
             let handle = entry.receipt_handle.unwrap_or_default();
-            match check_receipt(&handle) {
-                Ok(()) => {
+            match receipts::open(&name, &handle) {
+                Ok(handle) => {
                     queue
                         .delete(vec![handle])
                         .await
@@ -542,10 +536,10 @@ impl<'a> Sqs<'a> {
         let handle = required(handle, "ReceiptHandle")?;
         let timeout =
             visibility_seconds(required(timeout, "VisibilityTimeout")?, "VisibilityTimeout")?;
-        check_receipt(&handle)?;
+        let inner = receipts::open(&target.name(), &handle)?;
         match target
             .queue(self.state)
-            .change_visibility(handle.clone(), timeout)
+            .change_visibility(inner, timeout)
             .await
             .map_err(AwsError::internal)?
         {

@@ -111,6 +111,21 @@ def test_get_queue_attributes_reports_the_arn_counts_and_redrive_policy(server, 
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_every_queue_attribute_name_sqs_defines_is_accepted_and_those_a_standard_queue_lacks_are_left_out(server, sqs):
+    # GetQueueAttributes takes any QueueAttributeName of the API reference
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueAttributes.html);
+    # only a name outside that list is InvalidAttributeName. A standard queue has no FifoQueue
+    # attribute, and a queue without a policy no Policy.
+    url = queue_url(server, "scratch")
+    names = ["QueueArn", "MessageRetentionPeriod", "CreatedTimestamp", "LastModifiedTimestamp", "Policy",
+             "FifoQueue", "ContentBasedDeduplication", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds",
+             "DeduplicationScope", "FifoThroughputLimit", "RedriveAllowPolicy", "SqsManagedSseEnabled"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    assert attrs["QueueArn"] == "arn:aws:sqs:us-east-1:000000000000:scratch"
+    assert "FifoQueue" not in attrs and "Policy" not in attrs
+    assert set(attrs) <= set(names)
+
+
 # ---------------------------------------------------------------- sending into the pipeline
 
 

@@ -215,6 +215,26 @@ const QUEUE_ATTRIBUTES: [&str; 9] = [
     "RedrivePolicy",
 ];
 
+/// Every `QueueAttributeName` SQS defines besides those answered: a request may name them
+/// (only other names are `InvalidAttributeName`), and they are left out of the answer, as
+/// SQS leaves out `FifoQueue` for a standard queue and `Policy` for a queue without one.
+/// Our queues have no creation time, retention period, policy, encryption or FIFO settings
+/// to report. <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueAttributes.html>
+const UNANSWERED_QUEUE_ATTRIBUTES: [&str; 12] = [
+    "Policy",
+    "MessageRetentionPeriod",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "RedriveAllowPolicy",
+    "SqsManagedSseEnabled",
+];
+
 impl<'a> Sqs<'a> {
     pub fn new(state: &'a AppState, host: &str) -> Self {
         let scheme = if state.aws.tls { "https" } else { "http" };
@@ -315,7 +335,11 @@ impl<'a> Sqs<'a> {
     ) -> Result<Value, AwsError> {
         let target = self.target(input.queue_url).await?;
         for name in &input.attribute_names {
-            if name != "All" && !QUEUE_ATTRIBUTES.contains(&name.as_str()) {
+            let name_str = name.as_str();
+            if name != "All"
+                && !QUEUE_ATTRIBUTES.contains(&name_str)
+                && !UNANSWERED_QUEUE_ATTRIBUTES.contains(&name_str)
+            {
                 return Err(AwsError::sqs(
                     "InvalidAttributeName",
                     "InvalidAttributeName",

@@ -208,6 +208,32 @@ def test_string_number_and_binary_attributes_round_trip_with_matching_md5s(serve
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_an_x_ray_trace_header_is_accepted_and_digested_as_sqs_digests_system_attributes(server, sqs):
+    # SendMessage(Batch) takes MessageSystemAttributes, of which AWSTraceHeader (a String)
+    # is the only one, and answers MD5OfMessageSystemAttributes, "an MD5 digest of the
+    # non-URL-encoded message system attribute string", encoded as message attributes are
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+    # X-Ray-instrumented producers send it on every message.
+    url = queue_url(server, "scratch")
+    trace = {"AWSTraceHeader": {"DataType": "String",
+                                "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}}
+    sent = sqs.send_message(QueueUrl=url, MessageBody="traced", MessageSystemAttributes=trace)
+    assert sent["MD5OfMessageSystemAttributes"] == md5_of_attributes(trace)
+    assert "MD5OfMessageAttributes" not in sent
+    batch = sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "t", "MessageBody": "traced", "MessageSystemAttributes": trace},
+        {"Id": "u", "MessageBody": "untraced"},
+    ])
+    by_id = {e["Id"]: e for e in batch["Successful"]}
+    assert by_id["t"]["MD5OfMessageSystemAttributes"] == md5_of_attributes(trace)
+    assert "MD5OfMessageSystemAttributes" not in by_id["u"]
+    with pytest.raises(ClientError) as e:
+        sqs.send_message(QueueUrl=url, MessageBody="x", MessageSystemAttributes={
+            "AWSTraceHeader": {"DataType": "Number", "StringValue": "1"}})
+    assert error_code(e.value) == ("InvalidParameterValue", 400)
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_the_orders_queue_refuses_non_string_attributes_the_store_handler_cannot_read(server, sqs):
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=queue_url(server, "POC-Queue"), MessageBody="{}",

@@ -92,6 +92,33 @@ pub fn parse_attributes(
     Ok((out, size))
 }
 
+/// SQS's one message system attribute a sender may set: the X-Ray trace header.
+pub const AWS_TRACE_HEADER: &str = "AWSTraceHeader";
+
+/// Checks `MessageSystemAttributes` as SQS does: `AWSTraceHeader` is the only one, and a
+/// String. Its digest is answered; the header itself is not carried to receivers (the
+/// engine's messages hold message attributes only).
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>
+pub fn parse_system_attributes(
+    input: BTreeMap<String, AttributeInput>,
+) -> Result<BTreeMap<String, Attribute>, AwsError> {
+    input
+        .into_iter()
+        .map(|(name, a)| match (name.as_str(), a.data_type.as_deref(), a.string_value, a.binary_value) {
+            (AWS_TRACE_HEADER, Some("String"), Some(v), None) if !v.is_empty() => Ok((
+                name,
+                Attribute {
+                    data_type: "String".into(),
+                    value: AttributeValue::Text(v),
+                },
+            )),
+            _ => Err(AwsError::invalid_parameter(format!(
+                "Message system attribute '{name}' is invalid: the only one is {AWS_TRACE_HEADER}, a String."
+            ))),
+        })
+        .collect()
+}
+
 fn is_number(v: &str) -> bool {
     v.parse::<f64>().is_ok_and(f64::is_finite)
 }

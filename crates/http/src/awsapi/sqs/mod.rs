@@ -88,6 +88,8 @@ struct MessageInput {
     delay_seconds: Option<u32>,
     #[serde(default)]
     message_attributes: BTreeMap<String, AttributeInput>,
+    #[serde(default)]
+    message_system_attributes: BTreeMap<String, AttributeInput>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +392,7 @@ impl<'a> Sqs<'a> {
         }
         let body = required(message.message_body, "MessageBody")?;
         let (attributes, size) = messages::parse_attributes(message.message_attributes)?;
+        let system = messages::parse_system_attributes(message.message_system_attributes)?;
         messages::check_body(&body, size)?;
         let stored = messages::encode_attributes(&attributes, target.typed_attributes())?;
         if matches!(target, Target::Orders) {
@@ -415,6 +418,9 @@ impl<'a> Sqs<'a> {
         out.insert("MD5OfMessageBody".into(), json!(md5_body));
         if let Some(digest) = md5::of_attributes(&attributes) {
             out.insert("MD5OfMessageAttributes".into(), json!(digest));
+        }
+        if let Some(digest) = md5::of_attributes(&system) {
+            out.insert("MD5OfMessageSystemAttributes".into(), json!(digest));
         }
         Ok(out)
     }

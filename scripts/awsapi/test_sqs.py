@@ -208,6 +208,23 @@ def test_string_number_and_binary_attributes_round_trip_with_matching_md5s(serve
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_an_attribute_value_must_be_non_empty_and_hold_only_the_characters_a_body_may(server, sqs):
+    # "Name, type, value and the message body must not be empty or null", and a string
+    # value "has the same restrictions on the content as the message body"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_MessageAttributeValue.html);
+    # moto answers InvalidParameterValue for an empty one too (moto/sqs/utils.py).
+    url = queue_url(server, "scratch")
+    sqs.purge_queue(QueueUrl=url)
+    for bad in ({"DataType": "String", "StringValue": ""},
+                {"DataType": "Number", "StringValue": ""},
+                {"DataType": "Binary", "BinaryValue": b""},
+                {"DataType": "String", "StringValue": "bell \x07"}):
+        with pytest.raises(ClientError) as e:
+            sqs.send_message(QueueUrl=url, MessageBody="x", MessageAttributes={"a": bad})
+        assert error_code(e.value) == ("InvalidParameterValue", 400), bad
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+
+
 def test_an_x_ray_trace_header_is_accepted_and_digested_as_sqs_digests_system_attributes(server, sqs):
     # SendMessage(Batch) takes MessageSystemAttributes, of which AWSTraceHeader (a String)
     # is the only one, and answers MD5OfMessageSystemAttributes, "an MD5 digest of the

@@ -65,6 +65,19 @@ pub fn parse_attributes(
         }
         let data_type = a.data_type.unwrap_or_default();
         let base = data_type.split('.').next().unwrap_or("");
+        // "Name, type, value and the message body must not be empty or null", and a string
+        // value has the body's character restrictions (API_MessageAttributeValue.html).
+        if a.string_value.as_deref() == Some("") || a.binary_value.as_deref() == Some("") {
+            return Err(AwsError::invalid_parameter(format!(
+                "The message attribute '{name}' must contain non-empty message attribute value."
+            )));
+        }
+        if let Some(c) = a.string_value.as_deref().and_then(invalid_character) {
+            return Err(AwsError::invalid_parameter(format!(
+                "Message attribute '{name}' has the invalid character '#x{:X}'; {ALLOWED_CHARACTERS}",
+                u32::from(c)
+            )));
+        }
         let value = match (base, a.string_value, a.binary_value) {
             ("String", Some(v), None) => AttributeValue::Text(v),
             ("Number", Some(v), None) if is_number(&v) => AttributeValue::Text(v),
@@ -123,21 +136,25 @@ fn is_number(v: &str) -> bool {
     v.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
-/// SQS's allowed characters: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
-/// #x10000 to #x10FFFF (Rust strings hold no surrogates).
+const ALLOWED_CHARACTERS: &str = "the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
+
+/// The first character outside SQS's allowed set: #x9 | #xA | #xD | #x20 to #xD7FF |
+/// #xE000 to #xFFFD | #x10000 to #x10FFFF (Rust strings hold no surrogates).
+fn invalid_character(text: &str) -> Option<char> {
+    text.chars()
+        .find(|c| !matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..))
+}
+
 pub fn check_body(body: &str, attributes_size: usize) -> Result<(), AwsError> {
     if body.is_empty() {
         return Err(AwsError::missing_parameter("MessageBody"));
     }
-    if let Some(c) = body
-        .chars()
-        .find(|c| !matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..))
-    {
+    if let Some(c) = invalid_character(body) {
         return Err(AwsError::sqs(
             "InvalidMessageContents",
             "InvalidMessageContents",
             format!(
-                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                "Invalid binary character '#x{:X}' was found in the message body, {ALLOWED_CHARACTERS}",
                 u32::from(c)
             ),
         ));

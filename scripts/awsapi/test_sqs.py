@@ -225,6 +225,18 @@ def test_an_attribute_value_must_be_non_empty_and_hold_only_the_characters_a_bod
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
 
 
+def test_a_delay_outside_0_to_900_seconds_is_an_invalid_parameter_value(server, sqs):
+    # "DelaySeconds ... Valid values: 0 to 900"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html);
+    # the error names the parameter, as moto's does (moto/sqs/models.py).
+    url = queue_url(server, "scratch")
+    for delay in (-1, 901):
+        with pytest.raises(ClientError) as e:
+            sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=delay)
+        assert error_code(e.value) == ("InvalidParameterValue", 400), delay
+        assert "DelaySeconds must be >= 0 and <= 900" in e.value.response["Error"]["Message"]
+
+
 def test_an_x_ray_trace_header_is_accepted_and_digested_as_sqs_digests_system_attributes(server, sqs):
     # SendMessage(Batch) takes MessageSystemAttributes, of which AWSTraceHeader (a String)
     # is the only one, and answers MD5OfMessageSystemAttributes, "an MD5 digest of the

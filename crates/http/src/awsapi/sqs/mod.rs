@@ -25,6 +25,8 @@ use crate::AppState;
 
 /// SQS: a batch holds 1 to 10 entries.
 const MAX_BATCH: usize = 10;
+/// SQS: "DelaySeconds ... Valid values: 0 to 900" (API_SendMessage.html).
+const MAX_DELAY_SECONDS: i64 = 900;
 
 pub(super) struct Sqs<'a> {
     state: &'a AppState,
@@ -85,7 +87,7 @@ struct SendMessageInput {
 #[serde(rename_all = "PascalCase")]
 struct MessageInput {
     message_body: Option<String>,
-    delay_seconds: Option<u32>,
+    delay_seconds: Option<i64>,
     #[serde(default)]
     message_attributes: BTreeMap<String, AttributeInput>,
     #[serde(default)]
@@ -385,10 +387,18 @@ impl<'a> Sqs<'a> {
         target: &Target,
         message: MessageInput,
     ) -> Result<Map<String, Value>, AwsError> {
-        if message.delay_seconds.is_some_and(|d| d > 0) {
-            return Err(AwsError::invalid_parameter(
-                "DelaySeconds is not supported by orderflow serve yet; send with 0.",
-            ));
+        match message.delay_seconds {
+            None | Some(0) => {}
+            Some(d @ 1..=MAX_DELAY_SECONDS) => {
+                return Err(AwsError::invalid_parameter(format!(
+                    "DelaySeconds {d} is not supported by orderflow serve yet; send with 0."
+                )));
+            }
+            Some(d) => {
+                return Err(AwsError::invalid_parameter(format!(
+                    "Value {d} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_SECONDS}."
+                )));
+            }
         }
         let body = required(message.message_body, "MessageBody")?;
         let (attributes, size) = messages::parse_attributes(message.message_attributes)?;

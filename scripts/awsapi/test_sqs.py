@@ -318,6 +318,38 @@ def test_max_number_of_messages_and_the_system_attributes_asked_for(server, sqs)
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_concurrent_consumers_never_receive_the_same_message_while_it_is_invisible(server):
+    # "Immediately after a message is received, it remains in the queue. To prevent other
+    # consumers from processing the message again, Amazon SQS sets a visibility timeout"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html).
+    # Four consumers with clients of their own race for 40 messages, hidden for a minute.
+    url = queue_url(server, "scratch")
+    server.client().purge_queue(QueueUrl=url)
+    producer = server.client()
+    for batch in range(4):
+        producer.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": f"c{batch}-{i}"} for i in range(10)])
+    seen, lock = [], threading.Lock()
+
+    def consume():
+        sqs = server.client()
+        for _ in range(20):  # bounded: 40 messages need at most 40 receives in all
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=60).get("Messages", [])
+            if not got:
+                return
+            with lock:
+                seen.extend(m["MessageId"] for m in got)
+
+    consumers = [threading.Thread(target=consume) for _ in range(4)]
+    for t in consumers:
+        t.start()
+    for t in consumers:
+        t.join(timeout=30)
+    assert len(seen) == 40
+    assert len(set(seen)) == 40
+    producer.purge_queue(QueueUrl=url)
+
+
 def test_a_message_not_deleted_reappears_after_its_visibility_timeout_with_a_higher_receive_count(server, sqs):
     url = queue_url(server, "scratch")
     sqs.purge_queue(QueueUrl=url)

@@ -447,6 +447,26 @@ def test_change_message_visibility_hides_or_releases_an_in_flight_message(server
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_visibility_cannot_be_extended_past_twelve_hours_from_the_receive(server, sqs):
+    # "You can continue to call ChangeMessageVisibility to extend the visibility timeout to
+    # the maximum allowed time. If you try to extend the visibility timeout beyond the
+    # maximum, your request is rejected." (12 hours;
+    # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html)
+    url = queue_url(server, "scratch")
+    sqs.purge_queue(QueueUrl=url)
+    sqs.send_message(QueueUrl=url, MessageBody="heartbeat")
+    m = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    time.sleep(1.2)
+    with pytest.raises(ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=43200)
+    assert error_code(e.value) == ("InvalidParameterValue", 400)
+    batch = sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 43200}])
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [("a", "InvalidParameterValue")]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=43000)
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_change_message_visibility_batch_reports_each_entry(server, sqs):
     url = queue_url(server, "scratch")
     sqs.purge_queue(QueueUrl=url)

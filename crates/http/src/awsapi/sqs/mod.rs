@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 
 use self::messages::AttributeInput;
 use self::queues::{Addressing, Target};
+use self::receipts::Receipt;
 use super::AwsError;
 use super::md5;
 use crate::AppState;
@@ -517,10 +518,15 @@ impl<'a> Sqs<'a> {
         let typed = target.typed_attributes();
         let sender = &self.addressing.account_id;
         let queue = target.name();
+        let received_ms = chrono::Utc::now().timestamp_millis();
         let messages: Vec<Value> = received
             .into_iter()
             .map(|mut m| {
-                m.receipt_handle = receipts::issue(&queue, &m.receipt_handle);
+                m.receipt_handle = Receipt {
+                    handle: m.receipt_handle,
+                    received_ms,
+                }
+                .issue(&queue);
                 messages::received_json(&m, typed, &system, &input.message_attribute_names, sender)
             })
             .collect();
@@ -533,7 +539,7 @@ impl<'a> Sqs<'a> {
     async fn delete_message(&self, input: ReceiptInput) -> Result<Value, AwsError> {
         let target = self.target(input.queue_url).await?;
         let handle = required(input.receipt_handle, "ReceiptHandle")?;
-        let handle = receipts::open(&target.name(), &handle)?;
+        let handle = Receipt::open(&target.name(), &handle)?.handle;
         target
             .queue(self.state)
             .delete(vec![handle])
@@ -553,8 +559,8 @@ impl<'a> Sqs<'a> {
         let (mut successful, mut failed) = (Vec::new(), Vec::new());
         for (id, entry) in ids.into_iter().zip(input.entries) {
             let handle = entry.receipt_handle.unwrap_or_default();
-            match receipts::open(&name, &handle) {
-                Ok(handle) => {
+            match Receipt::open(&name, &handle) {
+                Ok(Receipt { handle, .. }) => {
                     queue
                         .delete(vec![handle])
                         .await
@@ -576,10 +582,19 @@ impl<'a> Sqs<'a> {
         let handle = required(handle, "ReceiptHandle")?;
         let timeout =
             visibility_seconds(required(timeout, "VisibilityTimeout")?, "VisibilityTimeout")?;
-        let inner = receipts::open(&target.name(), &handle)?;
+        let receipt = Receipt::open(&target.name(), &handle)?;
+        // "If you try to extend the visibility timeout beyond the maximum [12 hours], your
+        // request is rejected" (API_ChangeMessageVisibility.html): counted from the receive.
+        let until_ms = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
+        if until_ms - receipt.received_ms > i64::from(MAX_VISIBILITY_TIMEOUT_SECONDS) * 1000 {
+            return Err(AwsError::invalid_parameter(format!(
+                "Value {} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY_TIMEOUT_SECONDS} seconds]",
+                timeout.as_secs()
+            )));
+        }
         match target
             .queue(self.state)
-            .change_visibility(inner, timeout)
+            .change_visibility(receipt.handle, timeout)
             .await
             .map_err(AwsError::internal)?
         {

@@ -208,6 +208,23 @@ def test_string_number_and_binary_attributes_round_trip_with_matching_md5s(serve
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_a_batch_is_measured_by_its_binary_values_bytes_not_their_base64(server, sqs):
+    # The 256 KiB limit counts a message's body and attributes' name, type and value
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_MessageAttributeValue.html);
+    # a binary value is bytes, which the JSON protocol carries as base64, a third longer.
+    # Ten entries with 24,000-byte binary values are 240,000 bytes (32,000 in base64 each).
+    url = queue_url(server, "scratch")
+    sqs.purge_queue(QueueUrl=url)
+    blob = {"blob": {"DataType": "Binary", "BinaryValue": b"\xff" * 24_000}}
+    result = sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": "x", "MessageAttributes": blob} for i in range(10)])
+    assert len(result["Successful"]) == 10
+    with pytest.raises(sqs.exceptions.BatchRequestTooLong):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": "x" * 2_300, "MessageAttributes": blob} for i in range(10)])
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_an_attribute_value_must_be_non_empty_and_hold_only_the_characters_a_body_may(server, sqs):
     # "Name, type, value and the message body must not be empty or null", and a string
     # value "has the same restrictions on the content as the message body"

@@ -27,11 +27,16 @@ pub struct AttributeInput {
 }
 
 impl AttributeInput {
-    /// Bytes it adds to a message (its base64 value counted as sent, slightly over).
-    pub fn approximate_len(&self) -> usize {
+    /// Bytes its type and value add to a message: a binary value counts as the bytes its
+    /// base64 stands for, as SQS counts it, not as the longer base64 the JSON carries.
+    pub fn size_bytes(&self) -> usize {
+        let decoded = |base64: &String| {
+            let padding = base64.bytes().rev().take_while(|b| *b == b'=').count();
+            (base64.len() * 3 / 4).saturating_sub(padding.min(2))
+        };
         self.data_type.as_ref().map_or(0, String::len)
             + self.string_value.as_ref().map_or(0, String::len)
-            + self.binary_value.as_ref().map_or(0, String::len)
+            + self.binary_value.as_ref().map_or(0, decoded)
     }
 }
 
@@ -304,6 +309,18 @@ pub fn received_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_value_counts_as_the_bytes_its_base64_stands_for() {
+        for bytes in [0usize, 1, 2, 3, 4, 24_000] {
+            let value = AttributeInput {
+                data_type: Some("Binary".into()),
+                string_value: None,
+                binary_value: Some(BASE64.encode(vec![7u8; bytes])),
+            };
+            assert_eq!(value.size_bytes(), "Binary".len() + bytes);
+        }
+    }
 
     #[test]
     fn attribute_names_select_all_a_prefix_or_one_name() {

@@ -455,7 +455,7 @@ impl<'a> Sqs<'a> {
                     + e.message
                         .message_attributes
                         .iter()
-                        .map(|(k, a)| k.len() + a.approximate_len())
+                        .map(|(k, a)| k.len() + a.size_bytes())
                         .sum::<usize>()
             })
             .sum();

@@ -35,4 +35,5 @@ mod subscriber;
 mod subscription_flood;
 mod subscriptions;
 mod tls;
+mod topic_arn;
 mod unsubscribe;

@@ -96,9 +96,10 @@ impl Admission {
     ) -> Result<Admitted, AdmissionError> {
         let limits = self.limits;
         let sent = Arc::clone(&self.sent);
+        let arn = topic.arn().to_owned();
         let admitted = topic
             .db
-            .write(move |c| Ok(admit(c, &spec, limits, &sent)))
+            .write(move |c| Ok(admit(c, &spec, limits, &sent, &arn)))
             .await
             .map_err(SubscribeError::from)??;
         if matches!(admitted, Admitted::Created(_)) {
@@ -113,6 +114,7 @@ fn admit(
     spec: &SubscriptionSpec,
     limits: AdmissionLimits,
     sent: &Mutex<HashMap<String, VecDeque<Instant>>>,
+    topic_arn: &str,
 ) -> Result<Admitted, AdmissionError> {
     let db = |e: rusqlite::Error| AdmissionError::Subscribe(SubscribeError::Db(DbError::from(e)));
     let existing = c
@@ -151,6 +153,7 @@ fn admit(
         c,
         spec,
         Source::Api,
+        topic_arn,
     )?))
 }
 

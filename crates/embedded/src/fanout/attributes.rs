@@ -16,6 +16,7 @@ impl SqliteTopic {
         id_or_arn: String,
         settings: SubscriptionSettings,
     ) -> Result<Option<Subscription>, DbError> {
+        let id_or_arn = self.stored_key(id_or_arn);
         let text = serde_json::to_string(&settings).expect("settings serialize");
         self.db
             .write(move |c| {

@@ -19,7 +19,20 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
-pub const TOPIC_ARN: &str = "arn:aws:sns:local:000000000000:orders";
+/// The topic's ARN unless the engine is told its region and account: the seed's topic
+/// name, as the AWS protocols (`orderflow serve`'s SNS API) name it by default.
+pub const DEFAULT_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:000000000000:POC-Topic";
+
+/// The ARN the topic had before it was named like the AWS deployment's; subscription
+/// links sent under it (`SubscribeURL`, `UnsubscribeURL`) keep working.
+pub const LEGACY_TOPIC_ARN: &str = "arn:aws:sns:local:000000000000:orders";
+
+/// The topic ARN of a subscription ARN (`<topic ARN>:<subscription id>`).
+pub fn topic_of(subscription_arn: &str) -> &str {
+    subscription_arn
+        .rsplit_once(':')
+        .map_or(subscription_arn, |(topic, _)| topic)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -230,6 +243,8 @@ pub struct SqliteTopic {
     pub(crate) db: Arc<Db>,
     pub(crate) delivery_notify: Arc<Notify>,
     policies: PolicyCache,
+    /// See [`SqliteTopic::arn`].
+    arn: Arc<str>,
 }
 
 fn fmt_ms(ms: i64) -> String {
@@ -249,10 +264,11 @@ pub(crate) fn subscription_from_row(
     let confirmed: Option<i64> = r.get(offset + 7)?;
     let settings: String = r.get(offset + 9)?;
     let source: String = r.get(offset + 10)?;
+    let arn: String = r.get(offset + 1)?;
     Ok(Subscription {
         id: r.get(offset)?,
-        subscription_arn: r.get(offset + 1)?,
-        topic_arn: TOPIC_ARN.into(),
+        topic_arn: topic_of(&arn).to_owned(),
+        subscription_arn: arn,
         name: r.get(offset + 8)?,
         protocol: Protocol::parse(&protocol).unwrap_or(Protocol::Http),
         endpoint: r.get(offset + 3)?,
@@ -270,6 +286,7 @@ pub(crate) fn insert_subscription(
     c: &rusqlite::Connection,
     spec: &SubscriptionSpec,
     source: Source,
+    topic_arn: &str,
 ) -> Result<Subscription, SubscribeError> {
     if let Some(name) = &spec.name {
         let taken: Option<String> = c
@@ -303,7 +320,7 @@ pub(crate) fn insert_subscription(
         }
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let arn = format!("{TOPIC_ARN}:{id}");
+    let arn = format!("{topic_arn}:{id}");
     let token = crate::fanout::tokens::new_token();
     let now = now_ms();
     let confirmed = !spec.protocol.needs_confirmation();
@@ -342,7 +359,7 @@ pub(crate) fn insert_subscription(
     Ok(Subscription {
         id,
         subscription_arn: arn,
-        topic_arn: TOPIC_ARN.into(),
+        topic_arn: topic_arn.to_owned(),
         name: spec.name.clone(),
         protocol: spec.protocol,
         endpoint: spec.endpoint.clone(),
@@ -448,7 +465,53 @@ impl SqliteTopic {
             db,
             delivery_notify: Arc::new(Notify::new()),
             policies: Arc::default(),
+            arn: Arc::from(DEFAULT_TOPIC_ARN),
         }
+    }
+
+    /// The topic under another ARN (the region and account `orderflow serve` answers
+    /// as); [`SqliteTopic::adopt_arn`] renames the stored subscriptions to match.
+    pub fn with_arn(mut self, arn: &str) -> Self {
+        self.arn = Arc::from(arn);
+        self
+    }
+
+    /// The topic's ARN: what envelopes, headers and the SNS API name it.
+    pub fn arn(&self) -> &str {
+        &self.arn
+    }
+
+    /// Whether `arn` names this topic: its ARN, or the legacy one that links sent before
+    /// it was renamed still carry.
+    pub fn is_named(&self, arn: &str) -> bool {
+        arn == self.arn() || arn == LEGACY_TOPIC_ARN
+    }
+
+    /// A subscription id or ARN as stored. A subscription ARN names its subscription by
+    /// the id after its last `:`, so one made while the topic had another ARN (the legacy
+    /// one, or another `--aws-region` or `--aws-account-id`), as links sent then carry it,
+    /// names the same subscription: subscriptions are renamed with the topic.
+    pub(crate) fn stored_key(&self, id_or_arn: String) -> String {
+        let parts: Vec<&str> = id_or_arn.split(':').collect();
+        match parts.as_slice() {
+            ["arn", "aws", "sns", _, _, _, id] if !id.is_empty() => format!("{}:{id}", self.arn),
+            _ => id_or_arn,
+        }
+    }
+
+    /// Renames every stored subscription to `<this topic's ARN>:<id>`, so subscriptions
+    /// made under another region, account or the legacy ARN are named as the topic is now.
+    /// Returns how many were renamed.
+    pub async fn adopt_arn(&self) -> Result<usize, DbError> {
+        let arn = self.arn.to_string();
+        self.db
+            .write(move |c| {
+                Ok(c.execute(
+                    "UPDATE subscriptions SET arn = ?1 || ':' || id WHERE arn != ?1 || ':' || id",
+                    params![arn],
+                )?)
+            })
+            .await
     }
 
     /// Wakes the delivery worker when there is something new to send. It has one waiter, so

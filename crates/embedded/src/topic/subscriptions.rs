@@ -11,9 +11,10 @@ impl SqliteTopic {
         spec: SubscriptionSpec,
         source: Source,
     ) -> Result<Subscription, SubscribeError> {
+        let arn = Arc::clone(&self.arn);
         let result = self
             .db
-            .write(move |c| Ok(insert_subscription(c, &spec, source)))
+            .write(move |c| Ok(insert_subscription(c, &spec, source, &arn)))
             .await?;
         let sub = result?;
         self.delivery_notify.notify_one();
@@ -28,6 +29,7 @@ impl SqliteTopic {
         &self,
         specs: Vec<SubscriptionSpec>,
     ) -> Result<AppliedFile, SubscribeError> {
+        let arn = Arc::clone(&self.arn);
         let result = self
             .db
             .write(move |c| {
@@ -64,7 +66,7 @@ impl SqliteTopic {
                             .map_err(DbError::from)?;
                         match existing {
                             None => {
-                                insert_subscription(c, spec, Source::File)?;
+                                insert_subscription(c, spec, Source::File, &arn)?;
                                 applied.created.push(name);
                             }
                             Some(old)
@@ -72,7 +74,7 @@ impl SqliteTopic {
                                     || old.endpoint != spec.endpoint =>
                             {
                                 delete_subscription(c, &old.id)?;
-                                insert_subscription(c, spec, Source::File)?;
+                                insert_subscription(c, spec, Source::File, &arn)?;
                                 applied.replaced.push(name);
                             }
                             Some(old)
@@ -162,6 +164,7 @@ impl SqliteTopic {
     /// Removes a subscription (by id or ARN) and its undelivered messages (for a queue,
     /// its pull queue too).
     pub async fn unsubscribe(&self, id_or_arn: String) -> Result<bool, DbError> {
+        let id_or_arn = self.stored_key(id_or_arn);
         self.db
             .write(move |c| delete_subscription(c, &id_or_arn))
             .await
@@ -182,6 +185,7 @@ impl SqliteTopic {
     }
 
     pub async fn get(&self, id_or_arn: String) -> Result<Option<Subscription>, DbError> {
+        let id_or_arn = self.stored_key(id_or_arn);
         self.db
             .read(move |c| {
                 Ok(c.query_row(

@@ -10,7 +10,7 @@ use orderflow_core::FieldError;
 use orderflow_embedded::fanout::admission::{AdmissionError, Admitted};
 use orderflow_embedded::fanout::spec::{SubscriptionRequest, Validation};
 use orderflow_embedded::topic::{
-    Protocol, SubscribeError, Subscription, SubscriptionStatus, TOPIC_ARN,
+    LEGACY_TOPIC_ARN, Protocol, SubscribeError, Subscription, SubscriptionStatus,
 };
 use serde_json::Value;
 
@@ -113,7 +113,8 @@ impl Sns<'_> {
         let key = match arn.strip_prefix(&ours) {
             Some(id) if uuid::Uuid::parse_str(id).is_ok() => id.to_owned(),
             Some(_) => return Err(errors::not_found("Subscription does not exist")),
-            None if arn.starts_with(&format!("{TOPIC_ARN}:")) => arn.to_owned(),
+            // Links sent before the topic took its AWS name carry the legacy ARN.
+            None if arn.starts_with(&format!("{LEGACY_TOPIC_ARN}:")) => arn.to_owned(),
             None if arn.starts_with("arn:aws:sns:") && arn.split(':').count() == 7 => {
                 return Err(errors::not_found("Subscription does not exist"));
             }
@@ -214,8 +215,8 @@ impl Sns<'_> {
 
     pub(super) async fn confirm_subscription(&self, params: &Params) -> Answer {
         let topic = params.required("TopicArn")?;
-        // Confirmation messages name the engine's topic ARN; both name this one topic.
-        if topic != TOPIC_ARN {
+        // Confirmation links sent before the topic took its AWS name carry the legacy ARN.
+        if topic != LEGACY_TOPIC_ARN {
             self.check_topic(topic, "ConfirmSubscription")?;
         }
         let token = params.required("Token")?.to_owned();

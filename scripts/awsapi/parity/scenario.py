@@ -1,0 +1,161 @@
+"""One scenario of every AWS operation `orderflow serve` answers (issue 16), run with boto3
+against any endpoint: moto or `orderflow serve`. Each step is recorded by its shape
+(shapes.record), so two runs can be compared.
+
+On moto the scenario first creates what `orderflow serve` holds from the start: the orders
+queue `POC-Queue` and its dead-letter queue (redrive after `MAX_RECEIVE_COUNT` receives).
+
+Run it by hand to see today's differences (the format of known_differences.json):
+    .venv-awsapi/bin/python scripts/awsapi/parity/scenario.py MOTO_URL SERVE_URL
+"""
+
+import json
+import sys
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+import shapes
+
+REGION = "us-east-1"
+MAX_RECEIVE_COUNT = 3
+ORDERS_QUEUE = "POC-Queue"
+ORDERS_DLQ = "POC-Queue-DLQ"
+
+ORDER = {
+    "orderID": "ord-parity-1",
+    "customerId": "c-parity",
+    "customerEmail": "parity@example.com",
+    "items": [{"sku": "A-1", "quantity": 2, "unitPrice": 1.5}],
+    "currency": "EUR",
+    "shippingAddress": {"line1": "1 Main St", "city": "Berlin", "postalCode": "10115", "country": "DE"},
+}
+
+# Every message of the working queue carries the same attributes, so whichever one a receive
+# returns, the response has the same shape. String only: the orders queue and its DLQ (which
+# redrives into it) take only what the store handler can read.
+ATTRIBUTES = {
+    "kind": {"DataType": "String", "StringValue": "parity"},
+    "trace": {"DataType": "String", "StringValue": "t-1"},
+}
+
+
+def clients(endpoint_url):
+    """boto3 clients as a downstream team configures them: an endpoint, a region, any
+    credentials (neither server here has an API key), no retries that would hide an error."""
+    session = boto3.session.Session(aws_access_key_id="parity", aws_secret_access_key="parity",
+                                    region_name=REGION)
+    config = Config(retries={"max_attempts": 1})
+    return {name: session.client(name, endpoint_url=endpoint_url, config=config)
+            for name in ("sqs", "dynamodb", "dynamodbstreams", "sns")}
+
+
+class Run:
+    """Calls operations and keeps each step's record."""
+
+    def __init__(self, aws):
+        self.aws = aws
+        self.records = []
+
+    def call(self, step, service, operation, **params):
+        """The response (or None after an error), recorded under `step`."""
+        try:
+            response = getattr(self.aws[service], operation)(**params)
+        except ClientError as e:
+            self.records.append(shapes.record(step, {
+                "error": e.response["Error"]["Code"],
+                "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}))
+            return None
+        status = response.pop("ResponseMetadata")["HTTPStatusCode"]
+        self.records.append(shapes.record(step, {"response": response, "status": status}))
+        return response
+
+
+def create_moto_resources(aws):
+    """What `orderflow serve` holds from the start, made on moto."""
+    sqs = aws["sqs"]
+    dlq = sqs.create_queue(QueueName=ORDERS_DLQ)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.create_queue(QueueName=ORDERS_QUEUE, Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})})
+
+
+def sqs_steps(run):
+    """Every SQS operation of issue 16, and its documented errors. Messages are worked on in
+    the dead-letter queue: on `orderflow serve` the store handler consumes `POC-Queue`."""
+    r = run.call
+    r("ListQueues", "sqs", "list_queues")
+    r("ListQueues paginated", "sqs", "list_queues", QueueNamePrefix="POC", MaxResults=1)
+    orders = r("GetQueueUrl", "sqs", "get_queue_url", QueueName=ORDERS_QUEUE)["QueueUrl"]
+    dlq = run.aws["sqs"].get_queue_url(QueueName=ORDERS_DLQ)["QueueUrl"]
+    r("GetQueueUrl of an unknown queue", "sqs", "get_queue_url", QueueName="no-such-queue")
+    r("GetQueueAttributes All of the orders queue", "sqs", "get_queue_attributes", QueueUrl=orders,
+      AttributeNames=["All"])
+    dlq_arn = r("GetQueueAttributes QueueArn of the DLQ", "sqs", "get_queue_attributes", QueueUrl=dlq,
+                AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    orders_arn = run.aws["sqs"].get_queue_attributes(
+        QueueUrl=orders, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    r("GetQueueAttributes of an unknown attribute", "sqs", "get_queue_attributes", QueueUrl=orders,
+      AttributeNames=["NoSuchAttribute"])
+
+    r("SendMessage of an order", "sqs", "send_message", QueueUrl=orders, MessageBody=json.dumps(ORDER),
+      MessageAttributes={"source": {"DataType": "String", "StringValue": "parity"}})
+    r("SendMessage with attributes", "sqs", "send_message", QueueUrl=dlq,
+      MessageBody="one", MessageAttributes=ATTRIBUTES)
+    r("SendMessageBatch", "sqs", "send_message_batch", QueueUrl=dlq, Entries=[
+        {"Id": "two", "MessageBody": "two", "MessageAttributes": ATTRIBUTES},
+        {"Id": "three", "MessageBody": "three", "MessageAttributes": ATTRIBUTES}])
+    r("SendMessageBatch without entries", "sqs", "send_message_batch", QueueUrl=dlq, Entries=[])
+    r("SendMessageBatch with a repeated id", "sqs", "send_message_batch", QueueUrl=dlq, Entries=[
+        {"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}])
+    r("SendMessage to an unknown queue", "sqs", "send_message",
+      QueueUrl=orders.replace(ORDERS_QUEUE, "no-such-queue"), MessageBody="x")
+
+    first = r("ReceiveMessage with attributes and system attributes", "sqs", "receive_message", QueueUrl=dlq,
+              MaxNumberOfMessages=1, VisibilityTimeout=60, MessageAttributeNames=["All"],
+              MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"])["Messages"][0]
+    r("ChangeMessageVisibility", "sqs", "change_message_visibility", QueueUrl=dlq,
+      ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+    r("ChangeMessageVisibility of a message not in flight", "sqs", "change_message_visibility", QueueUrl=dlq,
+      ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=5)
+    every = r("ReceiveMessage of ten, long polling", "sqs", "receive_message", QueueUrl=dlq,
+              MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=1)["Messages"]
+    r("ChangeMessageVisibilityBatch", "sqs", "change_message_visibility_batch", QueueUrl=dlq, Entries=[
+        {"Id": "ok", "ReceiptHandle": every[0]["ReceiptHandle"], "VisibilityTimeout": 60},
+        {"Id": "bad", "ReceiptHandle": "garbage", "VisibilityTimeout": 60}])
+    r("DeleteMessage", "sqs", "delete_message", QueueUrl=dlq, ReceiptHandle=every[0]["ReceiptHandle"])
+    r("DeleteMessage with a malformed receipt handle", "sqs", "delete_message", QueueUrl=dlq,
+      ReceiptHandle="garbage")
+    r("DeleteMessageBatch", "sqs", "delete_message_batch", QueueUrl=dlq, Entries=[
+        {"Id": "ok", "ReceiptHandle": every[1]["ReceiptHandle"]},
+        {"Id": "bad", "ReceiptHandle": "garbage"}])
+    r("ReceiveMessage more than ten", "sqs", "receive_message", QueueUrl=dlq, MaxNumberOfMessages=11)
+    r("PurgeQueue", "sqs", "purge_queue", QueueUrl=dlq)
+    r("ReceiveMessage of an empty queue", "sqs", "receive_message", QueueUrl=dlq, WaitTimeSeconds=0)
+
+    r("ListDeadLetterSourceQueues", "sqs", "list_dead_letter_source_queues", QueueUrl=dlq)
+    run.aws["sqs"].send_message(QueueUrl=dlq, MessageBody="dead", MessageAttributes=ATTRIBUTES)
+    r("StartMessageMoveTask", "sqs", "start_message_move_task", SourceArn=dlq_arn)
+    r("ListMessageMoveTasks", "sqs", "list_message_move_tasks", SourceArn=dlq_arn)
+    r("StartMessageMoveTask from a queue that is no DLQ", "sqs", "start_message_move_task", SourceArn=orders_arn)
+
+
+def scenario(endpoint_url, on_moto):
+    """Runs every step against `endpoint_url`; returns the records."""
+    aws = clients(endpoint_url)
+    if on_moto:
+        create_moto_resources(aws)
+    run = Run(aws)
+    sqs_steps(run)
+    return run.records
+
+
+def main(moto_url, serve_url):
+    diffs = shapes.differences(scenario(moto_url, True), scenario(serve_url, False))
+    json.dump(diffs, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])

@@ -35,6 +35,18 @@ impl AwsError {
         }
     }
 
+    /// A modeled DynamoDB Streams error: its shapes live in DynamoDB's namespace, and its
+    /// protocol is not query-compatible, so no `x-amzn-query-error` header goes with it.
+    pub fn streams(shape: &str, message: impl Into<String>) -> Self {
+        AwsError {
+            status: StatusCode::BAD_REQUEST,
+            type_name: format!("com.amazonaws.dynamodb.v20120810#{shape}"),
+            query_code: String::new(),
+            sender_fault: true,
+            message: message.into(),
+        }
+    }
+
     pub fn queue_does_not_exist() -> Self {
         AwsError::sqs(
             "QueueDoesNotExist",
@@ -120,6 +132,9 @@ impl IntoResponse for AwsError {
         let body = json!({"__type": self.type_name, "message": self.message}).to_string();
         let mut response =
             (self.status, [(header::CONTENT_TYPE, AMZ_JSON_1_0)], body).into_response();
+        if self.query_code.is_empty() {
+            return response;
+        }
         if let Ok(v) = HeaderValue::from_str(&format!("{};{fault}", self.query_code)) {
             response.headers_mut().insert("x-amzn-query-error", v);
         }

@@ -12,6 +12,7 @@ mod error;
 mod md5;
 pub mod sigv4;
 mod sqs;
+mod streams;
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -141,6 +142,7 @@ impl fmt::Debug for AwsSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Sqs,
+    DynamoDbStreams,
 }
 
 impl Service {
@@ -149,6 +151,7 @@ impl Service {
         let (prefix, operation) = target.split_once('.')?;
         let service = match prefix {
             "AmazonSQS" => Service::Sqs,
+            "DynamoDBStreams_20120810" => Service::DynamoDbStreams,
             _ => return None,
         };
         Some((service, operation))
@@ -158,6 +161,8 @@ impl Service {
     fn signing_name(self) -> &'static str {
         match self {
             Service::Sqs => "sqs",
+            // botocore's dynamodbstreams model: `"signingName": "dynamodb"`.
+            Service::DynamoDbStreams => "dynamodb",
         }
     }
 }
@@ -239,6 +244,7 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
     let host = header_str(&parts.headers, header::HOST.as_str()).to_owned();
     match service {
         Service::Sqs => sqs::Sqs::new(state, &host).call(operation, input).await,
+        Service::DynamoDbStreams => streams::Streams::new(state).call(operation, input).await,
     }
 }
 

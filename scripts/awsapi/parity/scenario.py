@@ -3,7 +3,10 @@ against any endpoint: moto or `orderflow serve`. Each step is recorded by its sh
 (shapes.record), so two runs can be compared.
 
 On moto the scenario first creates what `orderflow serve` holds from the start: the orders
-queue `POC-Queue` and its dead-letter queue (redrive after `MAX_RECEIVE_COUNT` receives).
+queue `POC-Queue` and its dead-letter queue (redrive after `MAX_RECEIVE_COUNT` receives), the
+table `orders` (key `orderID`) with a `NEW_IMAGE` stream. Serve runs first: the order the
+scenario sends to `POC-Queue` is stored by its pipeline, and moto gets that same item with a
+PutItem, so the two streams carry the same image.
 
 Run it by hand to see today's differences (the format of known_differences.json):
     .venv-awsapi/bin/python scripts/awsapi/parity/scenario.py MOTO_URL SERVE_URL
@@ -11,6 +14,7 @@ Run it by hand to see today's differences (the format of known_differences.json)
 
 import json
 import sys
+import time
 
 import boto3
 from botocore.config import Config
@@ -22,6 +26,7 @@ REGION = "us-east-1"
 MAX_RECEIVE_COUNT = 3
 ORDERS_QUEUE = "POC-Queue"
 ORDERS_DLQ = "POC-Queue-DLQ"
+TABLE = "orders"
 
 ORDER = {
     "orderID": "ord-parity-1",
@@ -79,6 +84,11 @@ def create_moto_resources(aws):
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sqs.create_queue(QueueName=ORDERS_QUEUE, Attributes={"RedrivePolicy": json.dumps(
         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})})
+    aws["dynamodb"].create_table(
+        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "orderID", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "orderID", "KeyType": "HASH"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
 
 
 def sqs_steps(run):
@@ -141,18 +151,75 @@ def sqs_steps(run):
     r("StartMessageMoveTask from a queue that is no DLQ", "sqs", "start_message_move_task", SourceArn=orders_arn)
 
 
-def scenario(endpoint_url, on_moto):
-    """Runs every step against `endpoint_url`; returns the records."""
+def first_record(aws, stream_arn, shard):
+    """The stream's first record, waited for (15 s at most): on serve the pipeline stores the
+    order the SQS steps sent."""
+    streams = aws["dynamodbstreams"]
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        it = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard,
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records = streams.get_records(ShardIterator=it)["Records"]
+        if records:
+            return records[0]
+        time.sleep(0.2)
+    raise AssertionError("no record on the orders stream within 15 s")
+
+
+def streams_steps(run, seed_item):
+    """Every DynamoDB Streams operation of issue 16, and its documented errors. On moto
+    `seed_item` is put first; returns the first record's image."""
+    r = run.call
+    if seed_item is not None:
+        run.aws["dynamodb"].put_item(TableName=TABLE, Item=seed_item)
+    r("ListStreams", "dynamodbstreams", "list_streams")
+    stream_arn = r("ListStreams of the orders table", "dynamodbstreams", "list_streams",
+                   TableName=TABLE)["Streams"][0]["StreamArn"]
+    shard = r("DescribeStream", "dynamodbstreams", "describe_stream",
+              StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    record = first_record(run.aws, stream_arn, shard)
+    sequence = record["dynamodb"]["SequenceNumber"]
+    it = {}
+    for kind in ("TRIM_HORIZON", "LATEST", "AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+        extra = {"SequenceNumber": sequence} if "SEQUENCE" in kind else {}
+        it[kind] = r(f"GetShardIterator {kind}", "dynamodbstreams", "get_shard_iterator", StreamArn=stream_arn,
+                     ShardId=shard, ShardIteratorType=kind, **extra)["ShardIterator"]
+    r("GetRecords from TRIM_HORIZON", "dynamodbstreams", "get_records", ShardIterator=it["TRIM_HORIZON"], Limit=1)
+    r("GetRecords from AT_SEQUENCE_NUMBER", "dynamodbstreams", "get_records",
+      ShardIterator=it["AT_SEQUENCE_NUMBER"], Limit=1)
+    r("GetRecords from LATEST", "dynamodbstreams", "get_records", ShardIterator=it["LATEST"])
+    r("DescribeStream of an unknown stream", "dynamodbstreams", "describe_stream",
+      StreamArn=stream_arn.replace(f"table/{TABLE}/", "table/no-such-table/"))
+    r("GetShardIterator of an unknown shard", "dynamodbstreams", "get_shard_iterator", StreamArn=stream_arn,
+      ShardId="shardId-00000000000000000009-00000000", ShardIteratorType="LATEST")
+    r("GetShardIterator AT_SEQUENCE_NUMBER without a sequence number", "dynamodbstreams", "get_shard_iterator",
+      StreamArn=stream_arn, ShardId=shard, ShardIteratorType="AT_SEQUENCE_NUMBER")
+    r("GetRecords with an iterator the stream did not issue", "dynamodbstreams", "get_records",
+      ShardIterator="not-an-iterator-" + "x" * 8)
+    return record["dynamodb"]["NewImage"]
+
+
+def scenario(endpoint_url, on_moto, seed_item=None):
+    """Runs every step against `endpoint_url`; returns the records and the first stream
+    record's image (what moto is seeded with)."""
     aws = clients(endpoint_url)
     if on_moto:
         create_moto_resources(aws)
     run = Run(aws)
     sqs_steps(run)
-    return run.records
+    item = streams_steps(run, seed_item if on_moto else None)
+    return run.records, item
+
+
+def compare(moto_url, serve_url):
+    """Runs the scenario on serve, then on moto (seeded with serve's item); the differences."""
+    on_serve, item = scenario(serve_url, on_moto=False)
+    on_moto, _ = scenario(moto_url, on_moto=True, seed_item=item)
+    return shapes.differences(on_moto, on_serve)
 
 
 def main(moto_url, serve_url):
-    diffs = shapes.differences(scenario(moto_url, True), scenario(serve_url, False))
+    diffs = compare(moto_url, serve_url)
     json.dump(diffs, sys.stdout, indent=2)
     print()
 

@@ -43,8 +43,7 @@ def known_differences():
 
 
 def test_serve_answers_the_scenario_as_moto_does_but_for_the_listed_differences(moto_url, fresh_server):
-    found = shapes.differences(scenario.scenario(moto_url, on_moto=True),
-                               scenario.scenario(fresh_server.url, on_moto=False))
+    found = scenario.compare(moto_url, fresh_server.url)
     known = {shapes.key(d) for d in known_differences()}
     unlisted = [d for d in found if shapes.key(d) not in known]
     gone = [d for d in known_differences() if shapes.key(d) not in {shapes.key(f) for f in found}]

@@ -10,7 +10,8 @@ venv() {
   fi
   if [[ "$(cat "$dir/.requirements-sha256" 2>/dev/null)" != "$stamp" ]]; then
     echo "==> installing $requirements into $dir"
-    "$dir/bin/pip" install --disable-pip-version-check --quiet -r "$requirements"
+    # `python -m pip`, not bin/pip: a copied venv's scripts name the original's interpreter.
+    "$dir/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
     echo "$stamp" >"$dir/.requirements-sha256"
   fi
 }

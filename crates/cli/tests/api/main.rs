@@ -29,6 +29,7 @@ mod retention;
 mod shutdown;
 mod signing;
 mod slowloris;
+mod sns_query;
 mod ssrf;
 mod subscriber;
 mod subscription_flood;

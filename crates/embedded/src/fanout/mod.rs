@@ -2,6 +2,7 @@
 //! pull queues and logs; plus what a subscription may ask for and its validation.
 
 pub mod admission;
+pub mod attributes;
 pub mod email;
 pub mod log;
 pub mod pull;

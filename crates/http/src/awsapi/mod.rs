@@ -11,6 +11,7 @@
 mod error;
 mod md5;
 pub mod sigv4;
+mod sns;
 mod sqs;
 mod streams;
 
@@ -143,6 +144,8 @@ impl fmt::Debug for AwsSettings {
 enum Service {
     Sqs,
     DynamoDbStreams,
+    /// SNS speaks the Query protocol (form body, `Action`), not `X-Amz-Target`.
+    Sns,
 }
 
 impl Service {
@@ -163,6 +166,7 @@ impl Service {
             Service::Sqs => "sqs",
             // botocore's dynamodbstreams model: `"signingName": "dynamodb"`.
             Service::DynamoDbStreams => "dynamodb",
+            Service::Sns => "sns",
         }
     }
 }
@@ -180,6 +184,9 @@ pub async fn serve_aws_protocols(
     request: Request,
     next: Next,
 ) -> Response {
+    if sns::is_query_request(&request) {
+        return sns::serve(&state, request).await;
+    }
     if !is_aws_request(&request) {
         return next.run(request).await;
     }
@@ -245,6 +252,7 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
     match service {
         Service::Sqs => sqs::Sqs::new(state, &host).call(operation, input).await,
         Service::DynamoDbStreams => streams::Streams::new(state).call(operation, input).await,
+        Service::Sns => Err(AwsError::unknown_operation(&target)),
     }
 }
 

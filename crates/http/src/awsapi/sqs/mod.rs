@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+pub(super) use self::queues::{ORDERS_DLQ, ORDERS_QUEUE};
+
 use self::messages::AttributeInput;
 use self::queues::{Addressing, Target};
 use super::AwsError;

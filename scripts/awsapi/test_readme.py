@@ -7,10 +7,12 @@ import pathlib
 import re
 import subprocess
 import sys
+import urllib.request
 
+import boto3
 import pytest
 
-from conftest import Server
+from conftest import Server, wait_for
 
 README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 BIN = pathlib.Path(sys.executable).parent
@@ -24,22 +26,58 @@ def block(marker, language):
 
 @pytest.fixture
 def readme_server():
-    """A server of its own, with the subscription the README creates with curl: what one
-    test reads from its queue cannot reach the other."""
+    """A server of its own, so what one test reads from a queue cannot reach the other."""
     s = Server()
-    status, _ = s.http("POST", "/subscriptions", {"protocol": "queue", "endpoint": "warehouse"})
-    assert status == 201, status
     yield s
     s.stop()
 
 
-def test_the_readme_consumer_example_sends_an_order_and_receives_its_announcement(readme_server):
+def consumer(endpoint):
+    """The README's consumer, pointed at `endpoint` (its only change), started."""
     code = block("awsapi-example", "python")
-    assert f'endpoint_url="{README_ENDPOINT}"' in code
-    code = code.replace(README_ENDPOINT, readme_server.url)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['ord-sqs-1']"
+    assert code.count(f'endpoint_url="{README_ENDPOINT}"') == 2
+    return subprocess.Popen([sys.executable, "-c", code.replace(README_ENDPOINT, endpoint)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_the_readme_consumer_subscribes_places_an_order_and_receives_its_order_created_event(readme_server):
+    proc = consumer(readme_server.url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "['ord-sqs-1']"
+    # What it subscribed is serve's own queue subscription, with the filter policy.
+    status, subscriptions = readme_server.http("GET", "/subscriptions")
+    assert status == 200
+    (warehouse,) = [s for s in subscriptions["subscriptions"] if s["endpoint"] == "warehouse"]
+    assert warehouse["protocol"] == "queue"
+    assert warehouse["filterPolicy"] == {"eventType": ["OrderCreated"], "currency": ["EUR"]}
+    assert warehouse["rawMessageDelivery"] is True
+
+
+def test_the_same_consumer_runs_unchanged_against_moto_standing_in_for_aws():
+    """moto plays AWS: the topic, the team's queue (which on AWS exists before it is
+    subscribed) and the orders queue exist; the pipeline's part is played by publishing the
+    order's event as `SnsTopic` does (MessageStructure json, the event as `default`)."""
+    moto = os.environ.get("ORDERFLOW_MOTO_URL")
+    assert moto, "ORDERFLOW_MOTO_URL is not set: run ./scripts/test-awsapi, which starts moto"
+    urllib.request.urlopen(urllib.request.Request(moto + "/moto-api/reset", method="POST"), timeout=10)
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="moto",
+                                    aws_secret_access_key="moto")
+    sns, sqs = session.client("sns", endpoint_url=moto), session.client("sqs", endpoint_url=moto)
+    topic = sns.create_topic(Name="POC-Topic")["TopicArn"]
+    sqs.create_queue(QueueName="warehouse")
+    sqs.create_queue(QueueName="POC-Queue")
+    proc = consumer(moto)
+    wait_for(lambda: sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] or proc.poll() is not None)
+    for order_id, currency in (("ord-usd-1", "USD"), ("ord-sqs-1", "EUR")):
+        event = json.dumps({"type": "OrderCreated", "order": {"orderID": order_id, "currency": currency}})
+        sns.publish(TopicArn=topic, MessageStructure="json",
+                    Message=json.dumps({"default": event, "email": f"Order {order_id}"}),
+                    MessageAttributes={"eventType": {"DataType": "String", "StringValue": "OrderCreated"},
+                                       "currency": {"DataType": "String", "StringValue": currency}})
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "['ord-sqs-1']", "the filter policy passed only the EUR order"
 
 
 def test_the_readme_cli_commands_run_as_written(readme_server):

@@ -27,6 +27,8 @@ MAX_RECEIVE_COUNT = 3
 ORDERS_QUEUE = "POC-Queue"
 ORDERS_DLQ = "POC-Queue-DLQ"
 TABLE = "orders"
+TOPIC = "POC-Topic"
+SUBSCRIBER_QUEUE = "parity-subscriber"
 
 ORDER = {
     "orderID": "ord-parity-1",
@@ -84,6 +86,7 @@ def create_moto_resources(aws):
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sqs.create_queue(QueueName=ORDERS_QUEUE, Attributes={"RedrivePolicy": json.dumps(
         {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})})
+    aws["sns"].create_topic(Name=TOPIC)
     aws["dynamodb"].create_table(
         TableName=TABLE, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "orderID", "AttributeType": "S"}],
@@ -151,6 +154,99 @@ def sqs_steps(run):
     r("StartMessageMoveTask from a queue that is no DLQ", "sqs", "start_message_move_task", SourceArn=orders_arn)
 
 
+# An order as the store handler writes it (the item shape of crates/core/src/item.rs).
+ITEM = {
+    "orderID": {"S": "ord-parity-ddb"},
+    "customerId": {"S": "c-parity"},
+    "customerEmail": {"S": "parity@example.com"},
+    "items": {"L": [{"M": {"sku": {"S": "A-1"}, "quantity": {"N": "2"}, "unitPrice": {"N": "1.5"}}}]},
+    "currency": {"S": "EUR"},
+    "shippingAddress": {"M": {"line1": {"S": "1 Main St"}, "city": {"S": "Berlin"}, "postalCode": {"S": "10115"},
+                              "country": {"S": "DE"}}},
+    "status": {"S": "STORED"},
+    "total": {"N": "3"},
+    "receivedAt": {"S": "2026-11-29T12:00:00.000Z"},
+    "storedAt": {"S": "2026-11-29T12:00:00.100Z"},
+}
+
+
+def dynamodb_steps(run):
+    """Every DynamoDB operation of issue 16 on `orders`, and its documented errors."""
+    r = run.call
+    key = {"orderID": ITEM["orderID"]}
+    missing = {"orderID": {"S": "ord-parity-missing"}}
+    r("DescribeTable", "dynamodb", "describe_table", TableName=TABLE)
+    r("DescribeTable of an unknown table", "dynamodb", "describe_table", TableName="no-such-table")
+    # What store-orders sends (crates/aws/src/table.rs).
+    put = {"TableName": TABLE, "Item": ITEM, "ConditionExpression": "attribute_not_exists(orderID)",
+           "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+    r("PutItem of a new order", "dynamodb", "put_item", **put)
+    r("PutItem of a taken orderID", "dynamodb", "put_item", **put)
+    r("PutItem into an unknown table", "dynamodb", "put_item", **dict(put, TableName="no-such-table"))
+    r("GetItem", "dynamodb", "get_item", TableName=TABLE, Key=key, ConsistentRead=True)
+    r("GetItem of a missing order", "dynamodb", "get_item", TableName=TABLE, Key=missing)
+    r("GetItem by an attribute that is not the key", "dynamodb", "get_item", TableName=TABLE,
+      Key={"customerId": {"S": "c-parity"}})
+    r("BatchGetItem", "dynamodb", "batch_get_item", RequestItems={TABLE: {"Keys": [key, missing]}})
+    r("Query on the key", "dynamodb", "query", TableName=TABLE, KeyConditionExpression="orderID = :id",
+      ExpressionAttributeValues={":id": ITEM["orderID"]})
+    # A second order, so a one-item page has more after it on both servers.
+    second = dict(ITEM, orderID={"S": "ord-parity-ddb-2"})
+    run.aws["dynamodb"].put_item(**dict(put, Item=second))
+    first = r("Scan of one item", "dynamodb", "scan", TableName=TABLE, Limit=1)
+    r("Scan from LastEvaluatedKey", "dynamodb", "scan", TableName=TABLE,
+      ExclusiveStartKey=first["LastEvaluatedKey"])
+
+
+def sns_steps(run, on_moto):
+    """Every SNS operation of issue 16 on `POC-Topic`, and its documented errors. The `sqs`
+    subscription names a queue ARN in the topic's account: on serve that makes it a queue
+    subscription, on moto the queue is created first."""
+    r = run.call
+    topics = r("ListTopics", "sns", "list_topics")["Topics"]
+    topic = next(t["TopicArn"] for t in topics if t["TopicArn"].endswith(":" + TOPIC))
+    unknown_topic = topic[: -len(TOPIC)] + "no-such-topic"
+    queue_arn = topic.replace(":sns:", ":sqs:")[: -len(TOPIC)] + SUBSCRIBER_QUEUE
+    if on_moto:
+        run.aws["sqs"].create_queue(QueueName=SUBSCRIBER_QUEUE)
+    r("GetTopicAttributes", "sns", "get_topic_attributes", TopicArn=topic)
+    r("GetTopicAttributes of an unknown topic", "sns", "get_topic_attributes", TopicArn=unknown_topic)
+    sub = r("Subscribe sqs with a filter policy", "sns", "subscribe", TopicArn=topic, Protocol="sqs",
+            Endpoint=queue_arn, ReturnSubscriptionArn=True,
+            Attributes={"FilterPolicy": json.dumps({"eventType": ["OrderCreated"]}),
+                        "FilterPolicyScope": "MessageAttributes"})["SubscriptionArn"]
+    https = r("Subscribe https", "sns", "subscribe", TopicArn=topic, Protocol="https",
+              Endpoint="https://subscriber.example.com/sns", ReturnSubscriptionArn=True)["SubscriptionArn"]
+    r("Subscribe email", "sns", "subscribe", TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
+    r("Subscribe with an unknown protocol", "sns", "subscribe", TopicArn=topic, Protocol="carrier-pigeon",
+      Endpoint="coop-1")
+    r("Subscribe to an unknown topic", "sns", "subscribe", TopicArn=unknown_topic, Protocol="email",
+      Endpoint="ops@example.com")
+    r("ListSubscriptions", "sns", "list_subscriptions")
+    r("ListSubscriptionsByTopic", "sns", "list_subscriptions_by_topic", TopicArn=topic)
+    r("GetSubscriptionAttributes", "sns", "get_subscription_attributes", SubscriptionArn=sub)
+    r("SetSubscriptionAttributes RawMessageDelivery", "sns", "set_subscription_attributes", SubscriptionArn=sub,
+      AttributeName="RawMessageDelivery", AttributeValue="true")
+    # Before publishing: moto posts to an https endpoint synchronously, and there is no network.
+    r("Unsubscribe of a pending subscription", "sns", "unsubscribe", SubscriptionArn=https)
+    r("ConfirmSubscription with a token SNS did not send", "sns", "confirm_subscription", TopicArn=topic,
+      Token="0" * 64)
+    attributes = {"eventType": {"DataType": "String", "StringValue": "OrderCreated"},
+                  "total": {"DataType": "Number", "StringValue": "3"}}
+    r("Publish", "sns", "publish", TopicArn=topic, Message=json.dumps({"type": "OrderCreated"}),
+      Subject="parity", MessageAttributes=attributes)
+    r("PublishBatch", "sns", "publish_batch", TopicArn=topic, PublishBatchRequestEntries=[
+        {"Id": "one", "Message": "one", "MessageAttributes": attributes},
+        {"Id": "two", "Message": "two", "MessageAttributes": attributes}])
+    r("Publish to an unknown topic", "sns", "publish", TopicArn=unknown_topic, Message="x")
+    url = run.aws["sqs"].get_queue_url(QueueName=SUBSCRIBER_QUEUE)["QueueUrl"]
+    r("ReceiveMessage of a raw delivery", "sqs", "receive_message", QueueUrl=url, WaitTimeSeconds=5,
+      MessageAttributeNames=["All"])
+    r("Unsubscribe", "sns", "unsubscribe", SubscriptionArn=sub)
+    r("GetSubscriptionAttributes of a removed subscription", "sns", "get_subscription_attributes",
+      SubscriptionArn=sub)
+
+
 def first_record(aws, stream_arn, shard):
     """The stream's first record, waited for (15 s at most): on serve the pipeline stores the
     order the SQS steps sent."""
@@ -208,6 +304,7 @@ def scenario(endpoint_url, on_moto, seed_item=None):
     run = Run(aws)
     sqs_steps(run)
     item = streams_steps(run, seed_item if on_moto else None)
+    sns_steps(run, on_moto)
     return run.records, item
 
 

@@ -21,11 +21,11 @@ REGION = "us-east-1"
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, sign_deliveries=False):
         self.dir = tempfile.mkdtemp(prefix="orderflow-awsapi-")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--addr", "127.0.0.1:0", "--data-dir", self.dir + "/data",
-             "--sign-deliveries", "false", "--log-format", "json", *extra],
+             "--sign-deliveries", str(sign_deliveries).lower(), "--log-format", "json", *extra],
             stdout=subprocess.PIPE, stderr=open(self.dir + "/stderr.log", "w"), text=True,
         )
         deadline = time.time() + 30

@@ -75,8 +75,23 @@ class Run:
                 "status": e.response["ResponseMetadata"]["HTTPStatusCode"]}))
             return None
         status = response.pop("ResponseMetadata")["HTTPStatusCode"]
-        self.records.append(shapes.record(step, {"response": response, "status": status}))
+        self.records.append(shapes.record(step, {"response": with_json_bodies(response), "status": status}))
         return response
+
+
+def with_json_bodies(response):
+    """A copy of a ReceiveMessage response whose JSON message bodies (an SNS envelope, an
+    event) are parsed, so their shape is compared too."""
+    if "Messages" not in response:
+        return response
+    messages = []
+    for m in response["Messages"]:
+        try:
+            body = json.loads(m["Body"])
+        except ValueError:
+            body = m["Body"]
+        messages.append(dict(m, Body=body))
+    return dict(response, Messages=messages)
 
 
 def create_moto_resources(aws):
@@ -225,21 +240,25 @@ def sns_steps(run, on_moto):
     r("ListSubscriptions", "sns", "list_subscriptions")
     r("ListSubscriptionsByTopic", "sns", "list_subscriptions_by_topic", TopicArn=topic)
     r("GetSubscriptionAttributes", "sns", "get_subscription_attributes", SubscriptionArn=sub)
-    r("SetSubscriptionAttributes RawMessageDelivery", "sns", "set_subscription_attributes", SubscriptionArn=sub,
-      AttributeName="RawMessageDelivery", AttributeValue="true")
     # Before publishing: moto posts to an https endpoint synchronously, and there is no network.
     r("Unsubscribe of a pending subscription", "sns", "unsubscribe", SubscriptionArn=https)
     r("ConfirmSubscription with a token SNS did not send", "sns", "confirm_subscription", TopicArn=topic,
       Token="0" * 64)
     attributes = {"eventType": {"DataType": "String", "StringValue": "OrderCreated"},
                   "total": {"DataType": "Number", "StringValue": "3"}}
+    url = run.aws["sqs"].get_queue_url(QueueName=SUBSCRIBER_QUEUE)["QueueUrl"]
     r("Publish", "sns", "publish", TopicArn=topic, Message=json.dumps({"type": "OrderCreated"}),
       Subject="parity", MessageAttributes=attributes)
+    envelope = r("ReceiveMessage of an SNS envelope", "sqs", "receive_message", QueueUrl=url, WaitTimeSeconds=5,
+                 MessageAttributeNames=["All"])
+    for m in envelope.get("Messages", []):
+        run.aws["sqs"].delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    r("SetSubscriptionAttributes RawMessageDelivery", "sns", "set_subscription_attributes", SubscriptionArn=sub,
+      AttributeName="RawMessageDelivery", AttributeValue="true")
     r("PublishBatch", "sns", "publish_batch", TopicArn=topic, PublishBatchRequestEntries=[
         {"Id": "one", "Message": "one", "MessageAttributes": attributes},
         {"Id": "two", "Message": "two", "MessageAttributes": attributes}])
     r("Publish to an unknown topic", "sns", "publish", TopicArn=unknown_topic, Message="x")
-    url = run.aws["sqs"].get_queue_url(QueueName=SUBSCRIBER_QUEUE)["QueueUrl"]
     r("ReceiveMessage of a raw delivery", "sqs", "receive_message", QueueUrl=url, WaitTimeSeconds=5,
       MessageAttributeNames=["All"])
     r("Unsubscribe", "sns", "unsubscribe", SubscriptionArn=sub)

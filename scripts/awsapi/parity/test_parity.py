@@ -35,7 +35,9 @@ def moto_url():
 def fresh_server():
     # An SMTP relay, so an email subscription is taken (serve refuses one it could not mail);
     # nothing listens there, and the confirmation mail fails in the background.
-    s = Server("--max-receive-count", str(scenario.MAX_RECEIVE_COUNT), "--smtp-url", "smtp://127.0.0.1:9")
+    # Signed deliveries, as SNS signs every envelope.
+    s = Server("--max-receive-count", str(scenario.MAX_RECEIVE_COUNT), "--smtp-url", "smtp://127.0.0.1:9",
+               sign_deliveries=True)
     yield s
     s.stop()
 

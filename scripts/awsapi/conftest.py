@@ -146,3 +146,34 @@ def wait_for(predicate, timeout=15, interval=0.1):
 def drain(sqs, url):
     """Deletes whatever is in a queue (our queues are shared by the session's tests)."""
     sqs.purge_queue(QueueUrl=url)
+
+
+# ---------------------------------------------------------------- DynamoDB
+
+
+@pytest.fixture(scope="session")
+def ddb_server():
+    """A server of its own for the DynamoDB tests, whose orders (put or scanned) never show in
+    the other tests' queues; `ddb-watch` is a queue subscription that sees every order
+    announced."""
+    s = Server()
+    status, _ = s.http("POST", "/subscriptions", {"protocol": "queue", "endpoint": "ddb-watch"})
+    assert status == 201, status
+    yield s
+    s.stop()
+
+
+def aws_client(server, service, access_key="anything", secret="anything", region=REGION):
+    return boto3.client(
+        service, endpoint_url=server.url, region_name=region,
+        aws_access_key_id=access_key, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def aws_resource(server, service, access_key="anything", secret="anything", region=REGION):
+    return boto3.resource(
+        service, endpoint_url=server.url, region_name=region,
+        aws_access_key_id=access_key, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )

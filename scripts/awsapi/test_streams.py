@@ -338,7 +338,15 @@ def test_with_an_api_key_the_stream_is_read_with_a_dynamodb_signature_made_with_
     wrong = streams_client(keyed_server, access_key="team-a", secret=API_KEY + "x", region="eu-west-1")
     with pytest.raises(ClientError) as e:
         wrong.list_streams()
-    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # DynamoDB Streams answers with DynamoDB's error protocol: a bad signature is
+    # 400 InvalidSignatureException, not SQS's 403 SignatureDoesNotMatch.
+    # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Programming.Errors.html
+    assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    stranger = streams_client(keyed_server, access_key="someone", secret=API_KEY, region="eu-west-1")
+    with pytest.raises(ClientError) as e:
+        stranger.list_streams()
+    assert e.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
 
 AWS = str(pathlib.Path(sys.executable).parent / "aws")

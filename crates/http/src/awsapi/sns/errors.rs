@@ -15,6 +15,8 @@ pub fn sns(status: StatusCode, code: &str, message: impl Into<String>) -> AwsErr
         query_code: code.to_owned(),
         sender_fault: true,
         message: message.into(),
+        // Rendered as XML by the SNS module; the JSON shape is never used.
+        shape: Default::default(),
     }
 }
 

@@ -322,6 +322,7 @@ def scenario(endpoint_url, on_moto, seed_item=None):
         create_moto_resources(aws)
     run = Run(aws)
     sqs_steps(run)
+    dynamodb_steps(run)
     item = streams_steps(run, seed_item if on_moto else None)
     sns_steps(run, on_moto)
     return run.records, item

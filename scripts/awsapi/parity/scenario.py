@@ -261,6 +261,15 @@ def sns_steps(run, on_moto):
     r("Publish to an unknown topic", "sns", "publish", TopicArn=unknown_topic, Message="x")
     r("ReceiveMessage of a raw delivery", "sqs", "receive_message", QueueUrl=url, WaitTimeSeconds=5,
       MessageAttributeNames=["All"])
+    # A subscription's queue takes every SQS attribute type (the orders queue only String).
+    typed = {"total": {"DataType": "Number", "StringValue": "3.00"},
+             "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+             "trace.id": {"DataType": "String.custom", "StringValue": "t-1"}}
+    run.aws["sqs"].purge_queue(QueueUrl=url)
+    r("SendMessage with Number, Binary and custom attributes", "sqs", "send_message", QueueUrl=url,
+      MessageBody="typed", MessageAttributes=typed)
+    r("ReceiveMessage of Number, Binary and custom attributes", "sqs", "receive_message", QueueUrl=url,
+      WaitTimeSeconds=1, MessageAttributeNames=["All"])
     r("Unsubscribe", "sns", "unsubscribe", SubscriptionArn=sub)
     r("GetSubscriptionAttributes of a removed subscription", "sns", "get_subscription_attributes",
       SubscriptionArn=sub)

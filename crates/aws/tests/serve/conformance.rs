@@ -5,7 +5,7 @@ use orderflow_aws::{DynamoDbOrderTable, SnsTopic};
 use orderflow_core::conformance::sample_order;
 use orderflow_core::{OrderTable, TableError, Topic, TopicError};
 
-use crate::support::{TABLE, serve_or_skip};
+use crate::support::{ACCESS_KEY_ID, TABLE, serve_or_skip};
 
 #[tokio::test]
 async fn dynamodb_order_table_passes_the_order_table_suite_against_serves_orders_table() {
@@ -68,6 +68,34 @@ async fn a_topic_serve_does_not_hold_is_unavailable() {
     let publication = orderflow_core::OrderCreated::new(sample_order()).to_publication("x".into());
     match topic.publish(&publication).await {
         Err(TopicError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn with_an_api_key_the_adapters_sign_with_it_and_a_wrong_secret_is_refused() {
+    let key = "serve-test-key-0123456789";
+    let serve = serve_or_skip!(Some(key));
+    // aws-sdk-rust's own SigV4 signer, for DynamoDB's JSON and SNS's form requests.
+    let table = DynamoDbOrderTable::new(serve.dynamodb(), TABLE);
+    orderflow_core::conformance::order_table(&table).await;
+    let topic = SnsTopic::new(serve.sns(), serve.topic_arn());
+    orderflow_core::conformance::topic(&topic).await;
+
+    let wrong = serve.config_with(ACCESS_KEY_ID, "not-the-key").await;
+    let table = DynamoDbOrderTable::new(aws_sdk_dynamodb::Client::new(&wrong), TABLE);
+    let error = table.get(sample_order().id()).await.unwrap_err();
+    assert!(
+        orderflow_core::error_chain(&error).contains("InvalidSignatureException"),
+        "DynamoDB's own error for a wrong secret: {error:?}"
+    );
+    let topic = SnsTopic::new(aws_sdk_sns::Client::new(&wrong), serve.topic_arn());
+    let publication = orderflow_core::OrderCreated::new(sample_order()).to_publication("x".into());
+    match topic.publish(&publication).await {
+        Err(TopicError::Unavailable(source)) => assert!(
+            format!("{source:?}").contains("SignatureDoesNotMatch"),
+            "SNS's own error for a wrong secret: {source:?}"
+        ),
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }

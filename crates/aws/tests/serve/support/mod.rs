@@ -21,6 +21,8 @@ pub use shared::{REGION, runtime, sqs_event_fixture};
 
 /// The account `orderflow serve` answers as by default (`--aws-account-id`).
 pub const ACCOUNT: &str = "000000000000";
+/// The access key id serve expects with an API key (`--aws-access-key-id`'s default).
+pub const ACCESS_KEY_ID: &str = "orderflow";
 /// The seed's names, which serve's resources carry.
 pub const TABLE: &str = "orders";
 pub const TOPIC: &str = "POC-Topic";
@@ -29,7 +31,10 @@ pub const TOPIC: &str = "POC-Topic";
 /// skipped.
 macro_rules! serve_or_skip {
     () => {
-        match crate::support::Serve::start().await {
+        serve_or_skip!(None)
+    };
+    ($api_key:expr) => {
+        match crate::support::Serve::start($api_key).await {
             Some(serve) => serve,
             None => return,
         }
@@ -42,13 +47,16 @@ pub(crate) use serve_or_skip;
 pub struct Serve {
     pub url: String,
     pub config: SdkConfig,
+    api_key: Option<String>,
     http: reqwest::Client,
     dir: PathBuf,
     _child: Child,
 }
 
 impl Serve {
-    pub async fn start() -> Option<Serve> {
+    /// Starts serve; with `api_key` it requires SigV4 signatures made with that key as the
+    /// secret of access key id `orderflow` (its default), and `config` signs so.
+    pub async fn start(api_key: Option<&str>) -> Option<Serve> {
         let binary = match std::env::var("ORDERFLOW_BIN") {
             Ok(path) if !path.trim().is_empty() => path,
             _ => {
@@ -76,6 +84,7 @@ impl Serve {
             .args(["--sign-deliveries", "false"])
             .env_remove("ORDERFLOW_API_KEY")
             .env("RUST_LOG", "warn")
+            .envs(api_key.map(|key| ("ORDERFLOW_API_KEY", key)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -104,12 +113,7 @@ impl Serve {
         // Keep reading stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // Without an API key serve takes any SigV4 credentials, as local emulators do.
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&url)
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new("serve", "serve", None, None, "serve"))
-            .load()
-            .await;
+        let config = sdk_config(&url, ACCESS_KEY_ID, api_key.unwrap_or("serve")).await;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -119,10 +123,16 @@ impl Serve {
         Some(Serve {
             url,
             config,
+            api_key: api_key.map(str::to_owned),
             http,
             dir,
             _child: child,
         })
+    }
+
+    /// SDK configuration for this server signed with other credentials.
+    pub async fn config_with(&self, access_key_id: &str, secret: &str) -> SdkConfig {
+        sdk_config(&self.url, access_key_id, secret).await
     }
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
@@ -171,6 +181,7 @@ impl Serve {
         let response = self
             .http
             .post(format!("{}/subscriptions", self.url))
+            .header("x-api-key", self.api_key.as_deref().unwrap_or_default())
             .json(&body)
             .send()
             .await
@@ -191,6 +202,7 @@ impl Serve {
         let response = self
             .http
             .get(format!("{}/orders/{id}", self.url))
+            .header("x-api-key", self.api_key.as_deref().unwrap_or_default())
             .send()
             .await
             .expect("GET /orders/{id}");
@@ -225,6 +237,15 @@ impl Serve {
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
+}
+
+async fn sdk_config(url: &str, access_key_id: &str, secret: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(access_key_id, secret, None, None, "serve"))
+        .load()
+        .await
 }
 
 impl Drop for Serve {

@@ -230,6 +230,8 @@ def sns_steps(run, on_moto):
             Endpoint=queue_arn, ReturnSubscriptionArn=True,
             Attributes={"FilterPolicy": json.dumps({"eventType": ["OrderCreated"]}),
                         "FilterPolicyScope": "MessageAttributes"})["SubscriptionArn"]
+    http = r("Subscribe http", "sns", "subscribe", TopicArn=topic, Protocol="http",
+             Endpoint="http://subscriber.example.com/sns")["SubscriptionArn"]
     https = r("Subscribe https", "sns", "subscribe", TopicArn=topic, Protocol="https",
               Endpoint="https://subscriber.example.com/sns", ReturnSubscriptionArn=True)["SubscriptionArn"]
     r("Subscribe email", "sns", "subscribe", TopicArn=topic, Protocol="email", Endpoint="ops@example.com")
@@ -242,6 +244,7 @@ def sns_steps(run, on_moto):
     r("GetSubscriptionAttributes", "sns", "get_subscription_attributes", SubscriptionArn=sub)
     # Before publishing: moto posts to an https endpoint synchronously, and there is no network.
     r("Unsubscribe of a pending subscription", "sns", "unsubscribe", SubscriptionArn=https)
+    r("Unsubscribe with what Subscribe http answered", "sns", "unsubscribe", SubscriptionArn=http)
     r("ConfirmSubscription with a token SNS did not send", "sns", "confirm_subscription", TopicArn=topic,
       Token="0" * 64)
     attributes = {"eventType": {"DataType": "String", "StringValue": "OrderCreated"},

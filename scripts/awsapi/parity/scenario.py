@@ -4,9 +4,9 @@ against any endpoint: moto or `orderflow serve`. Each step is recorded by its sh
 
 On moto the scenario first creates what `orderflow serve` holds from the start: the orders
 queue `POC-Queue` and its dead-letter queue (redrive after `MAX_RECEIVE_COUNT` receives), the
-table `orders` (key `orderID`) with a `NEW_IMAGE` stream. Serve runs first: the order the
-scenario sends to `POC-Queue` is stored by its pipeline, and moto gets that same item with a
-PutItem, so the two streams carry the same image.
+table `orders` (key `orderID`) with a `NEW_IMAGE` stream, and the topic `POC-Topic`. Serve
+runs first: the order the scenario sends to `POC-Queue` is stored by its pipeline, and moto
+gets that same item with a PutItem, so the two streams carry the same image.
 
 Run it by hand to see today's differences (the format of known_differences.json):
     .venv-awsapi/bin/python scripts/awsapi/parity/scenario.py MOTO_URL SERVE_URL

@@ -16,13 +16,12 @@ import json
 import struct
 import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import order, queue_url, wait_for
+from conftest import error_code, order, queue_url, raw_aws_request, wait_for
 
 
 def md5_of_attributes(attributes):
@@ -38,10 +37,6 @@ def md5_of_attributes(attributes):
             v = a["StringValue"].encode()
             out += b"\x01" + struct.pack(">I", len(v)) + v
     return hashlib.md5(out).hexdigest()
-
-
-def error_code(e):
-    return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 # ---------------------------------------------------------------- queues
@@ -74,16 +69,12 @@ def test_an_unknown_queue_raises_queue_does_not_exist_in_the_json_protocol_shape
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=queue_url(server, "POC-Queue", account="123456789012"))
     # The raw response, as the AWS documentation shows it.
-    req = urllib.request.Request(server.url + "/", data=b'{"QueueName": "nope"}', method="POST")
-    req.add_header("content-type", "application/x-amz-json-1.0")
-    req.add_header("x-amz-target", "AmazonSQS.GetQueueUrl")
-    with pytest.raises(urllib.error.HTTPError) as raw:
-        urllib.request.urlopen(req, timeout=5)
-    assert raw.value.code == 400
-    assert raw.value.headers["x-amzn-query-error"] == "AWS.SimpleQueueService.NonExistentQueue;Sender"
-    assert raw.value.headers["content-type"] == "application/x-amz-json-1.0"
-    assert raw.value.headers["x-amzn-requestid"]
-    body = json.loads(raw.value.read())
+    status, headers, raw = raw_aws_request(server, "AmazonSQS.GetQueueUrl", b'{"QueueName": "nope"}')
+    assert status == 400
+    assert headers["x-amzn-query-error"] == "AWS.SimpleQueueService.NonExistentQueue;Sender"
+    assert headers["content-type"] == "application/x-amz-json-1.0"
+    assert headers["x-amzn-requestid"]
+    body = json.loads(raw)
     assert body["__type"] == "com.amazonaws.sqs#QueueDoesNotExist"
     assert body["message"]
 
@@ -518,13 +509,8 @@ def test_purge_queue_deletes_visible_and_in_flight_messages_but_not_the_dead_let
 
 
 def test_an_aws_request_for_another_host_name_is_refused_by_the_host_check(server):
-    req = urllib.request.Request(server.url + "/", data=b"{}", method="POST")
-    req.add_header("content-type", "application/x-amz-json-1.0")
-    req.add_header("x-amz-target", "AmazonSQS.ListQueues")
-    req.add_header("host", "rebind.attacker.example")
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(req, timeout=5)
-    assert e.value.code == 421
+    status, _, _ = raw_aws_request(server, "AmazonSQS.ListQueues", headers={"host": "rebind.attacker.example"})
+    assert status == 421
 
 
 def test_an_operation_not_served_yet_is_named_in_an_unsupported_operation_error(server, sqs):

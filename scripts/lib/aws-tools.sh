@@ -1,5 +1,5 @@
-# Sourced by scripts/test-aws and scripts/bench-lambda: the pinned Python tools and a moto
-# server on a free loopback port.
+# Sourced by scripts/test-aws, scripts/test-awsapi and scripts/bench-lambda: the pinned
+# Python tools and a moto server on a free loopback port.
 
 # venv DIR REQUIREMENTS: makes DIR once and (re)installs REQUIREMENTS when that file changed.
 venv() {

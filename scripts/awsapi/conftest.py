@@ -21,11 +21,11 @@ REGION = "us-east-1"
 
 
 class Server:
-    def __init__(self, *extra):
+    def __init__(self, *extra, sign_deliveries=False):
         self.dir = tempfile.mkdtemp(prefix="orderflow-awsapi-")
         self.proc = subprocess.Popen(
             [BIN, "serve", "--addr", "127.0.0.1:0", "--data-dir", self.dir + "/data",
-             "--sign-deliveries", "false", "--log-format", "json", *extra],
+             "--sign-deliveries", str(sign_deliveries).lower(), "--log-format", "json", *extra],
             stdout=subprocess.PIPE, stderr=open(self.dir + "/stderr.log", "w"), text=True,
         )
         deadline = time.time() + 30
@@ -69,6 +69,27 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def raw_aws_request(server, target, body=b"{}", headers=None):
+    """`POST /` as the AWS JSON 1.0 protocol frames it (`X-Amz-Target`,
+    `application/x-amz-json-1.0`), unsigned, for what an SDK would not send; returns
+    (status, headers, body) whatever the status."""
+    req = urllib.request.Request(server.url + "/", data=body, method="POST")
+    req.add_header("content-type", "application/x-amz-json-1.0")
+    req.add_header("x-amz-target", target)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def error_code(e):
+    """A botocore ClientError's code and HTTP status."""
+    return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 @pytest.fixture(scope="session")
@@ -125,3 +146,34 @@ def wait_for(predicate, timeout=15, interval=0.1):
 def drain(sqs, url):
     """Deletes whatever is in a queue (our queues are shared by the session's tests)."""
     sqs.purge_queue(QueueUrl=url)
+
+
+# ---------------------------------------------------------------- DynamoDB
+
+
+@pytest.fixture(scope="session")
+def ddb_server():
+    """A server of its own for the DynamoDB tests, whose orders (put or scanned) never show in
+    the other tests' queues; `ddb-watch` is a queue subscription that sees every order
+    announced."""
+    s = Server()
+    status, _ = s.http("POST", "/subscriptions", {"protocol": "queue", "endpoint": "ddb-watch"})
+    assert status == 201, status
+    yield s
+    s.stop()
+
+
+def aws_client(server, service, access_key="anything", secret="anything", region=REGION):
+    return boto3.client(
+        service, endpoint_url=server.url, region_name=region,
+        aws_access_key_id=access_key, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def aws_resource(server, service, access_key="anything", secret="anything", region=REGION):
+    return boto3.resource(
+        service, endpoint_url=server.url, region_name=region,
+        aws_access_key_id=access_key, aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )

@@ -16,13 +16,12 @@ import json
 import struct
 import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import order, queue_url, wait_for
+from conftest import error_code, order, queue_url, raw_aws_request, wait_for
 
 
 def md5_of_attributes(attributes):
@@ -38,10 +37,6 @@ def md5_of_attributes(attributes):
             v = a["StringValue"].encode()
             out += b"\x01" + struct.pack(">I", len(v)) + v
     return hashlib.md5(out).hexdigest()
-
-
-def error_code(e):
-    return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 # ---------------------------------------------------------------- queues
@@ -74,16 +69,12 @@ def test_an_unknown_queue_raises_queue_does_not_exist_in_the_json_protocol_shape
     with pytest.raises(sqs.exceptions.QueueDoesNotExist):
         sqs.get_queue_attributes(QueueUrl=queue_url(server, "POC-Queue", account="123456789012"))
     # The raw response, as the AWS documentation shows it.
-    req = urllib.request.Request(server.url + "/", data=b'{"QueueName": "nope"}', method="POST")
-    req.add_header("content-type", "application/x-amz-json-1.0")
-    req.add_header("x-amz-target", "AmazonSQS.GetQueueUrl")
-    with pytest.raises(urllib.error.HTTPError) as raw:
-        urllib.request.urlopen(req, timeout=5)
-    assert raw.value.code == 400
-    assert raw.value.headers["x-amzn-query-error"] == "AWS.SimpleQueueService.NonExistentQueue;Sender"
-    assert raw.value.headers["content-type"] == "application/x-amz-json-1.0"
-    assert raw.value.headers["x-amzn-requestid"]
-    body = json.loads(raw.value.read())
+    status, headers, raw = raw_aws_request(server, "AmazonSQS.GetQueueUrl", b'{"QueueName": "nope"}')
+    assert status == 400
+    assert headers["x-amzn-query-error"] == "AWS.SimpleQueueService.NonExistentQueue;Sender"
+    assert headers["content-type"] == "application/x-amz-json-1.0"
+    assert headers["x-amzn-requestid"]
+    body = json.loads(raw)
     assert body["__type"] == "com.amazonaws.sqs#QueueDoesNotExist"
     assert body["message"]
 
@@ -109,6 +100,21 @@ def test_get_queue_attributes_reports_the_arn_counts_and_redrive_policy(server, 
         sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["NoSuchAttribute"])
     assert error_code(e.value) == ("InvalidAttributeName", 400)
     sqs.purge_queue(QueueUrl=url)
+
+
+def test_every_queue_attribute_name_sqs_defines_is_accepted_and_those_a_standard_queue_lacks_are_left_out(server, sqs):
+    # GetQueueAttributes takes any QueueAttributeName of the API reference
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueAttributes.html);
+    # only a name outside that list is InvalidAttributeName. A standard queue has no FifoQueue
+    # attribute, and a queue without a policy no Policy.
+    url = queue_url(server, "scratch")
+    names = ["QueueArn", "MessageRetentionPeriod", "CreatedTimestamp", "LastModifiedTimestamp", "Policy",
+             "FifoQueue", "ContentBasedDeduplication", "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds",
+             "DeduplicationScope", "FifoThroughputLimit", "RedriveAllowPolicy", "SqsManagedSseEnabled"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    assert attrs["QueueArn"] == "arn:aws:sqs:us-east-1:000000000000:scratch"
+    assert "FifoQueue" not in attrs and "Policy" not in attrs
+    assert set(attrs) <= set(names)
 
 
 # ---------------------------------------------------------------- sending into the pipeline
@@ -193,6 +199,78 @@ def test_string_number_and_binary_attributes_round_trip_with_matching_md5s(serve
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_a_batch_is_measured_by_its_binary_values_bytes_not_their_base64(server, sqs):
+    # The 256 KiB limit counts a message's body and attributes' name, type and value
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_MessageAttributeValue.html);
+    # a binary value is bytes, which the JSON protocol carries as base64, a third longer.
+    # Ten entries with 24,000-byte binary values are 240,000 bytes (32,000 in base64 each).
+    url = queue_url(server, "scratch")
+    sqs.purge_queue(QueueUrl=url)
+    blob = {"blob": {"DataType": "Binary", "BinaryValue": b"\xff" * 24_000}}
+    result = sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": str(i), "MessageBody": "x", "MessageAttributes": blob} for i in range(10)])
+    assert len(result["Successful"]) == 10
+    with pytest.raises(sqs.exceptions.BatchRequestTooLong):
+        sqs.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": "x" * 2_300, "MessageAttributes": blob} for i in range(10)])
+    sqs.purge_queue(QueueUrl=url)
+
+
+def test_an_attribute_value_must_be_non_empty_and_hold_only_the_characters_a_body_may(server, sqs):
+    # "Name, type, value and the message body must not be empty or null", and a string
+    # value "has the same restrictions on the content as the message body"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_MessageAttributeValue.html);
+    # moto answers InvalidParameterValue for an empty one too (moto/sqs/utils.py).
+    url = queue_url(server, "scratch")
+    sqs.purge_queue(QueueUrl=url)
+    for bad in ({"DataType": "String", "StringValue": ""},
+                {"DataType": "Number", "StringValue": ""},
+                {"DataType": "Binary", "BinaryValue": b""},
+                {"DataType": "String", "StringValue": "bell \x07"}):
+        with pytest.raises(ClientError) as e:
+            sqs.send_message(QueueUrl=url, MessageBody="x", MessageAttributes={"a": bad})
+        assert error_code(e.value) == ("InvalidParameterValue", 400), bad
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+
+
+def test_a_delay_outside_0_to_900_seconds_is_an_invalid_parameter_value(server, sqs):
+    # "DelaySeconds ... Valid values: 0 to 900"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html);
+    # the error names the parameter, as moto's does (moto/sqs/models.py).
+    url = queue_url(server, "scratch")
+    for delay in (-1, 901):
+        with pytest.raises(ClientError) as e:
+            sqs.send_message(QueueUrl=url, MessageBody="x", DelaySeconds=delay)
+        assert error_code(e.value) == ("InvalidParameterValue", 400), delay
+        assert "DelaySeconds must be >= 0 and <= 900" in e.value.response["Error"]["Message"]
+
+
+def test_an_x_ray_trace_header_is_accepted_and_digested_as_sqs_digests_system_attributes(server, sqs):
+    # SendMessage(Batch) takes MessageSystemAttributes, of which AWSTraceHeader (a String)
+    # is the only one, and answers MD5OfMessageSystemAttributes, "an MD5 digest of the
+    # non-URL-encoded message system attribute string", encoded as message attributes are
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+    # X-Ray-instrumented producers send it on every message.
+    url = queue_url(server, "scratch")
+    trace = {"AWSTraceHeader": {"DataType": "String",
+                                "StringValue": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}}
+    sent = sqs.send_message(QueueUrl=url, MessageBody="traced", MessageSystemAttributes=trace)
+    assert sent["MD5OfMessageSystemAttributes"] == md5_of_attributes(trace)
+    assert "MD5OfMessageAttributes" not in sent
+    batch = sqs.send_message_batch(QueueUrl=url, Entries=[
+        {"Id": "t", "MessageBody": "traced", "MessageSystemAttributes": trace},
+        {"Id": "u", "MessageBody": "untraced"},
+    ])
+    by_id = {e["Id"]: e for e in batch["Successful"]}
+    assert by_id["t"]["MD5OfMessageSystemAttributes"] == md5_of_attributes(trace)
+    assert "MD5OfMessageSystemAttributes" not in by_id["u"]
+    with pytest.raises(ClientError) as e:
+        sqs.send_message(QueueUrl=url, MessageBody="x", MessageSystemAttributes={
+            "AWSTraceHeader": {"DataType": "Number", "StringValue": "1"}})
+    assert error_code(e.value) == ("InvalidParameterValue", 400)
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_the_orders_queue_refuses_non_string_attributes_the_store_handler_cannot_read(server, sqs):
     with pytest.raises(ClientError) as e:
         sqs.send_message(QueueUrl=queue_url(server, "POC-Queue"), MessageBody="{}",
@@ -248,6 +326,38 @@ def test_max_number_of_messages_and_the_system_attributes_asked_for(server, sqs)
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_concurrent_consumers_never_receive_the_same_message_while_it_is_invisible(server):
+    # "Immediately after a message is received, it remains in the queue. To prevent other
+    # consumers from processing the message again, Amazon SQS sets a visibility timeout"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-visibility-timeout.html).
+    # Four consumers with clients of their own race for 40 messages, hidden for a minute.
+    url = queue_url(server, "scratch")
+    server.client().purge_queue(QueueUrl=url)
+    producer = server.client()
+    for batch in range(4):
+        producer.send_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "MessageBody": f"c{batch}-{i}"} for i in range(10)])
+    seen, lock = [], threading.Lock()
+
+    def consume():
+        sqs = server.client()
+        for _ in range(20):  # bounded: 40 messages need at most 40 receives in all
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=3, VisibilityTimeout=60).get("Messages", [])
+            if not got:
+                return
+            with lock:
+                seen.extend(m["MessageId"] for m in got)
+
+    consumers = [threading.Thread(target=consume) for _ in range(4)]
+    for t in consumers:
+        t.start()
+    for t in consumers:
+        t.join(timeout=30)
+    assert len(seen) == 40
+    assert len(set(seen)) == 40
+    producer.purge_queue(QueueUrl=url)
+
+
 def test_a_message_not_deleted_reappears_after_its_visibility_timeout_with_a_higher_receive_count(server, sqs):
     url = queue_url(server, "scratch")
     sqs.purge_queue(QueueUrl=url)
@@ -274,6 +384,40 @@ def test_delete_message_removes_it_and_a_malformed_receipt_handle_is_invalid(ser
     with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid) as e:
         sqs.delete_message(QueueUrl=url, ReceiptHandle="garbage")
     assert error_code(e.value) == ("ReceiptHandleIsInvalid", 400)
+
+
+def test_a_receipt_handle_is_only_one_this_queue_issued(server, sqs):
+    # A receipt handle belongs to one receive from one queue; anything else, a handle of
+    # another queue or a message id passed by mistake, is ReceiptHandleIsInvalid
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteMessage.html;
+    # moto raises it too for a handle the queue never issued, moto/sqs/models.py
+    # Queue.delete_message). Only the queue's own stale handle "succeeds, but the message
+    # might not be deleted".
+    url, other = queue_url(server, "scratch"), queue_url(server, "warehouse")
+    sqs.purge_queue(QueueUrl=url)
+    sqs.send_message(QueueUrl=url, MessageBody="mine")
+    m = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    for wrong_queue in (
+        lambda: sqs.delete_message(QueueUrl=other, ReceiptHandle=m["ReceiptHandle"]),
+        lambda: sqs.change_message_visibility(QueueUrl=other, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0),
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle=m["MessageId"]),
+        lambda: sqs.delete_message(QueueUrl=url, ReceiptHandle=str(uuid.uuid4())),
+    ):
+        with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
+            wrong_queue()
+    batch = sqs.delete_message_batch(QueueUrl=other, Entries=[{"Id": "x", "ReceiptHandle": m["ReceiptHandle"]}])
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [("x", "ReceiptHandleIsInvalid")]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    # The queue's own handle, stale once the message is received again, deletes nothing.
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    again = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])[
+        "Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 def test_delete_message_batch_reports_each_entry(server, sqs):
@@ -311,6 +455,26 @@ def test_change_message_visibility_hides_or_releases_an_in_flight_message(server
     sqs.purge_queue(QueueUrl=url)
 
 
+def test_visibility_cannot_be_extended_past_twelve_hours_from_the_receive(server, sqs):
+    # "You can continue to call ChangeMessageVisibility to extend the visibility timeout to
+    # the maximum allowed time. If you try to extend the visibility timeout beyond the
+    # maximum, your request is rejected." (12 hours;
+    # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html)
+    url = queue_url(server, "scratch")
+    sqs.purge_queue(QueueUrl=url)
+    sqs.send_message(QueueUrl=url, MessageBody="heartbeat")
+    m = sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)["Messages"][0]
+    time.sleep(1.2)
+    with pytest.raises(ClientError) as e:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=43200)
+    assert error_code(e.value) == ("InvalidParameterValue", 400)
+    batch = sqs.change_message_visibility_batch(QueueUrl=url, Entries=[
+        {"Id": "a", "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 43200}])
+    assert [(f["Id"], f["Code"]) for f in batch["Failed"]] == [("a", "InvalidParameterValue")]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=43000)
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_change_message_visibility_batch_reports_each_entry(server, sqs):
     url = queue_url(server, "scratch")
     sqs.purge_queue(QueueUrl=url)
@@ -345,13 +509,8 @@ def test_purge_queue_deletes_visible_and_in_flight_messages_but_not_the_dead_let
 
 
 def test_an_aws_request_for_another_host_name_is_refused_by_the_host_check(server):
-    req = urllib.request.Request(server.url + "/", data=b"{}", method="POST")
-    req.add_header("content-type", "application/x-amz-json-1.0")
-    req.add_header("x-amz-target", "AmazonSQS.ListQueues")
-    req.add_header("host", "rebind.attacker.example")
-    with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(req, timeout=5)
-    assert e.value.code == 421
+    status, _, _ = raw_aws_request(server, "AmazonSQS.ListQueues", headers={"host": "rebind.attacker.example"})
+    assert status == 421
 
 
 def test_an_operation_not_served_yet_is_named_in_an_unsupported_operation_error(server, sqs):

@@ -1,5 +1,5 @@
-# Sourced by scripts/test-aws and scripts/bench-lambda: the pinned Python tools and a moto
-# server on a free loopback port.
+# Sourced by scripts/test-aws, scripts/test-awsapi and scripts/bench-lambda: the pinned
+# Python tools and a moto server on a free loopback port.
 
 # venv DIR REQUIREMENTS: makes DIR once and (re)installs REQUIREMENTS when that file changed.
 venv() {
@@ -10,7 +10,8 @@ venv() {
   fi
   if [[ "$(cat "$dir/.requirements-sha256" 2>/dev/null)" != "$stamp" ]]; then
     echo "==> installing $requirements into $dir"
-    "$dir/bin/pip" install --disable-pip-version-check --quiet -r "$requirements"
+    # `python -m pip`, not bin/pip: a copied venv's scripts name the original's interpreter.
+    "$dir/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
     echo "$stamp" >"$dir/.requirements-sha256"
   fi
 }

@@ -69,7 +69,9 @@ impl OrderTable for DynamoDbOrderTable {
         let stored = match failed.item() {
             Some(item) => item.clone(),
             // An emulator that does not return the item: read it (it is never changed once
-            // written, so this read cannot race with another writer).
+            // written, so this read cannot race with another writer). On AWS this never
+            // runs: the condition fails only when the item exists, and then ALL_OLD returns
+            // it, so the template does not grant `store-orders` `dynamodb:GetItem` for it.
             None => self
                 .client
                 .get_item()

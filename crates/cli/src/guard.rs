@@ -41,8 +41,9 @@ pub struct GuardArgs {
     /// The --subscriptions file is the operator's and is not counted against it.
     #[arg(long, env = "ORDERFLOW_MAX_SUBSCRIPTIONS", default_value_t = orderflow_embedded::fanout::admission::DEFAULT_MAX_SUBSCRIPTIONS as u32, value_parser = clap::value_parser!(u32).range(1..))]
     max_subscriptions: u32,
-    /// Confirmation requests (mails, webhook calls) one endpoint may be sent per hour
-    /// (`429` beyond), so the API cannot be used to flood someone's mailbox.
+    /// Confirmation requests (mails, webhook calls) one target may be sent per hour (`429`
+    /// beyond), so the API cannot be used to flood someone's mailbox or web server. A target
+    /// is a web server (scheme, host, port) or a mailbox (without its `+tag`).
     #[arg(long, env = "ORDERFLOW_MAX_CONFIRMATIONS_PER_ENDPOINT", default_value_t = orderflow_embedded::fanout::admission::DEFAULT_CONFIRMATIONS_PER_ENDPOINT as u32, value_parser = clap::value_parser!(u32).range(1..))]
     max_confirmations_per_endpoint: u32,
     /// Refuse new orders with `503` while this many messages are queued (visible or in flight).

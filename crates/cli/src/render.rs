@@ -1,6 +1,8 @@
 //! Puts what users and servers wrote (order fields, subscription endpoints, error texts) on
 //! a terminal safely: every control character is shown escaped, so no escape sequence,
-//! carriage return or forged line reaches the operator's terminal.
+//! carriage return or forged line reaches the operator's terminal, and every bidirectional
+//! formatting character is shown escaped, so no text is shown in an order it was not
+//! written in (the "Trojan Source" trick, CVE-2021-42574).
 
 use std::borrow::Cow;
 
@@ -15,15 +17,31 @@ fn escape_char(c: char, out: &mut String) {
     }
 }
 
+/// The bidirectional formatting characters of Unicode (UAX #9, "Explicit Directional
+/// Formatting Characters" and the implicit marks): each reorders how the text around it
+/// is shown, so a field could show `59.97` where `79.95` is stored, or push text into the
+/// next column.
+fn is_bidi_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// What is never put on the terminal as it is.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || is_bidi_format(c)
+}
+
 /// `s` for one table cell or line: control characters (C0, DEL and C1, newline included)
-/// escaped as `\n`, `\u{1b}` and so on.
+/// and bidirectional formatting characters escaped as `\n`, `\u{1b}`, `\u{202e}` and so on.
 pub fn text(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if is_unsafe(c) {
             escape_char(c, &mut out);
         } else {
             out.push(c);
@@ -37,16 +55,16 @@ pub fn field<'a>(v: &'a Value, key: &str, default: &'a str) -> Cow<'a, str> {
     text(v[key].as_str().unwrap_or(default))
 }
 
-/// JSON for the terminal: serde_json escapes C0 characters itself, but writes DEL and the
-/// C1 range (where 0x9b is an 8-bit CSI) as they are; they are escaped here as `\u00XX`,
-/// which is the same JSON.
+/// JSON for the terminal: serde_json escapes C0 characters itself, but writes DEL, the
+/// C1 range (where 0x9b is an 8-bit CSI) and the bidirectional formatting characters as
+/// they are; they are escaped here as `\uXXXX`, which is the same JSON.
 fn escape_json(json: String) -> String {
-    if !json.chars().any(char::is_control) {
+    if !json.chars().any(is_unsafe) {
         return json;
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if c.is_control() && c != '\n' {
+        if is_unsafe(c) && c != '\n' {
             out.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else {
             out.push(c);
@@ -91,5 +109,23 @@ mod tests {
             assert_eq!(back, v);
         }
         assert!(!json_line(&v).contains('\n'));
+    }
+
+    #[test]
+    fn bidirectional_overrides_are_shown_escaped_in_text_and_in_json() {
+        // "Trojan Source" (CVE-2021-42574): U+202E shows what follows right to left.
+        let sneaky = "total 97.95\u{202e}\u{2066}x\u{2069}\u{200f}\u{61c}";
+        assert_eq!(
+            text(sneaky),
+            "total 97.95\\u{202e}\\u{2066}x\\u{2069}\\u{200f}\\u{61c}"
+        );
+        // Arabic and Hebrew letters are text, not formatting: they stay.
+        assert_eq!(text("שלום مرحبا"), "שלום مرحبا");
+        let v = json!({ "customerId": sneaky });
+        for rendered in [json_line(&v), json_pretty(&v)] {
+            assert!(!rendered.chars().any(is_bidi_format), "{rendered:?}");
+            assert!(rendered.contains("\\u202e"), "{rendered:?}");
+            assert_eq!(serde_json::from_str::<Value>(&rendered).unwrap(), v);
+        }
     }
 }

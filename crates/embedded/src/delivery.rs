@@ -14,9 +14,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use crate::db::now_ms;
 use crate::egress::EgressPolicy;
 use crate::fanout::Deliverers;
-use crate::topic::{
-    DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, Subscription, TOPIC_ARN,
-};
+use crate::topic::{DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, Subscription};
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -114,12 +112,13 @@ fn query_escape(s: &str) -> String {
     out
 }
 
-pub fn subscribe_url(public_url: &str, token: &str) -> String {
+/// The subscription's `SubscribeURL`: its topic and its confirmation token.
+pub fn subscribe_url(public_url: &str, sub: &Subscription) -> String {
     format!(
         "{}/subscriptions/confirm?Action=ConfirmSubscription&TopicArn={}&Token={}",
         public_url.trim_end_matches('/'),
-        query_escape(TOPIC_ARN),
-        query_escape(token)
+        query_escape(&sub.topic_arn),
+        query_escape(&sub.token)
     )
 }
 
@@ -141,11 +140,12 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
             "Type": "SubscriptionConfirmation",
             "MessageId": d.message_id,
             "Token": d.subscription.token,
-            "TopicArn": TOPIC_ARN,
+            "TopicArn": d.subscription.topic_arn,
             "Message": format!(
-                "You have chosen to subscribe to the topic {TOPIC_ARN}.\nTo confirm the subscription, visit the SubscribeURL included in this message."
+                "You have chosen to subscribe to the topic {}.\nTo confirm the subscription, visit the SubscribeURL included in this message.",
+                d.subscription.topic_arn
             ),
-            "SubscribeURL": subscribe_url(public_url, &d.subscription.token),
+            "SubscribeURL": subscribe_url(public_url, &d.subscription),
             "Timestamp": timestamp(d.created_at),
         }),
         DeliveryKind::Notification => {
@@ -166,7 +166,7 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
             json!({
                 "Type": "Notification",
                 "MessageId": d.message_id,
-                "TopicArn": TOPIC_ARN,
+                "TopicArn": d.subscription.topic_arn,
                 "Subject": m.map(|m| m.subject.as_str()),
                 "Message": m.map(|m| m.message.as_str()),
                 "Timestamp": timestamp(m.map_or(d.created_at, |m| m.published_at)),
@@ -530,11 +530,24 @@ mod tests {
     }
 
     #[test]
-    fn subscribe_url_escapes_the_topic_arn() {
-        let url = subscribe_url("http://h:1/", "tok");
+    fn subscribe_url_names_the_subscription_s_topic_escaped() {
+        let sub = Subscription {
+            id: "s1".into(),
+            subscription_arn: "arn:aws:sns:eu-west-1:123456789012:POC-Topic:s1".into(),
+            topic_arn: "arn:aws:sns:eu-west-1:123456789012:POC-Topic".into(),
+            name: None,
+            protocol: crate::topic::Protocol::Http,
+            endpoint: "http://e".into(),
+            status: crate::topic::SubscriptionStatus::PendingConfirmation,
+            created_at: String::new(),
+            confirmed_at: None,
+            settings: Default::default(),
+            managed_by: crate::topic::Source::Api,
+            token: "t/k".into(),
+        };
         assert_eq!(
-            url,
-            "http://h:1/subscriptions/confirm?Action=ConfirmSubscription&TopicArn=arn%3Aaws%3Asns%3Alocal%3A000000000000%3Aorders&Token=tok"
+            subscribe_url("http://h:1/", &sub),
+            "http://h:1/subscriptions/confirm?Action=ConfirmSubscription&TopicArn=arn%3Aaws%3Asns%3Aeu-west-1%3A123456789012%3APOC-Topic&Token=t%2Fk"
         );
     }
 }

@@ -1,9 +1,10 @@
 //! Where outbound deliveries may connect: the address policy that keeps subscribers' URLs
-//! off the host's own networks (SSRF), checked when subscribing and on every connection.
+//! off the host's own networks and its own addresses (SSRF), checked when subscribing and
+//! on every connection.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use ipnet::IpNet;
 use orderflow_core::FieldError;
@@ -23,6 +24,54 @@ pub struct EgressPolicy {
     /// A server bound only to loopback is a development server: its subscribers may be
     /// local programs (the README's example).
     allow_loopback: bool,
+    /// The host's own addresses: a public one is no private network, yet a delivery to it
+    /// reaches services that listen only for the host's own use.
+    own: Option<Arc<OwnAddresses>>,
+}
+
+/// How long a snapshot of the host's interface addresses is trusted: addresses come and go
+/// (DHCP, a VPN), and each connection must not pay for a fresh `getifaddrs`.
+const OWN_ADDRESSES_FRESH_FOR: Duration = Duration::from_secs(30);
+
+/// The addresses of the host's interfaces, re-read when the snapshot grows stale.
+#[derive(Debug)]
+struct OwnAddresses {
+    /// A fixed set instead of the host's (tests).
+    fixed: Option<Vec<IpAddr>>,
+    snapshot: Mutex<Option<(Instant, Arc<[IpAddr]>)>>,
+}
+
+impl OwnAddresses {
+    fn of_this_host() -> Self {
+        OwnAddresses {
+            fixed: None,
+            snapshot: Mutex::new(None),
+        }
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        if let Some(fixed) = &self.fixed {
+            return fixed.contains(&ip);
+        }
+        let mut snapshot = self.snapshot.lock().expect("own addresses lock");
+        let stale = snapshot
+            .as_ref()
+            .is_none_or(|(read, _)| read.elapsed() >= OWN_ADDRESSES_FRESH_FOR);
+        if stale {
+            let addresses: Arc<[IpAddr]> = match if_addrs::get_if_addrs() {
+                Ok(interfaces) => interfaces.iter().map(|i| i.ip()).collect(),
+                Err(e) => {
+                    // Keep the last snapshot rather than forget every address.
+                    tracing::warn!(error = %e, "could not read the host's interface addresses");
+                    snapshot
+                        .as_ref()
+                        .map_or_else(|| Arc::from([]), |(_, a)| a.clone())
+                }
+            };
+            *snapshot = Some((Instant::now(), addresses));
+        }
+        snapshot.as_ref().is_some_and(|(_, a)| a.contains(&ip))
+    }
 }
 
 /// Why an address is refused; the text names the rule, never what the endpoint said.
@@ -40,7 +89,17 @@ impl EgressPolicy {
         EgressPolicy {
             allowed,
             allow_loopback,
+            own: Some(Arc::new(OwnAddresses::of_this_host())),
         }
+    }
+
+    /// The policy with `addresses` standing for the host's own (tests).
+    pub fn with_own_addresses(mut self, addresses: Vec<IpAddr>) -> Self {
+        self.own = Some(Arc::new(OwnAddresses {
+            fixed: Some(addresses),
+            snapshot: Mutex::new(None),
+        }));
+        self
     }
 
     /// Everything allowed: for tests of the engine that run their subscribers locally.
@@ -68,6 +127,12 @@ impl EgressPolicy {
                 IpAddr::V6(v6) => classify_v6(v6).map(|c| (c, false)),
             },
         };
+        let own = |ip: IpAddr| self.own.as_ref().is_some_and(|own| own.contains(ip));
+        let class = class.or_else(|| match embedded {
+            Some(v4) if own(IpAddr::V4(v4)) => Some((Class::Own, true)),
+            None if own(ip) => Some((Class::Own, false)),
+            _ => None,
+        });
         match class {
             None => Ok(()),
             Some((Class::Loopback, _)) if self.allow_loopback => Ok(()),
@@ -182,6 +247,8 @@ enum Class {
     Unspecified,
     Broadcast,
     Reserved,
+    /// An address of one of the host's own interfaces that is not in another class.
+    Own,
 }
 
 impl Class {
@@ -204,6 +271,8 @@ impl Class {
             (Class::Unspecified, true) => "an IPv6 form of the unspecified address",
             (Class::Broadcast, true) => "an IPv6 form of the broadcast address",
             (Class::Reserved, true) => "an IPv6 form of a reserved address",
+            (Class::Own, false) => "one of this host's own addresses",
+            (Class::Own, true) => "an IPv6 form of one of this host's own addresses",
         }
     }
 }
@@ -316,6 +385,38 @@ mod tests {
         ] {
             assert!(!refused(&policy, ip), "{ip} should be allowed");
         }
+    }
+
+    #[test]
+    fn the_host_s_own_public_addresses_are_refused_unless_allowed() {
+        let own: IpAddr = "93.184.216.34".parse().unwrap();
+        let policy = EgressPolicy::new(vec![], false).with_own_addresses(vec![own]);
+        let refusal = policy.check(own).unwrap_err();
+        assert_eq!(refusal.class, "one of this host's own addresses");
+        assert!(refused(&policy, "::ffff:93.184.216.34"));
+        assert!(refused(&policy, "2002:5db8:d822::1"), "its 6to4 form");
+        assert!(
+            !refused(&policy, "93.184.216.35"),
+            "a neighbour is not the host"
+        );
+        let opened = EgressPolicy::new(vec!["93.184.216.34/32".parse().unwrap()], false)
+            .with_own_addresses(vec![own]);
+        assert!(
+            !refused(&opened, "93.184.216.34"),
+            "the operator allowed it"
+        );
+    }
+
+    #[test]
+    fn the_own_addresses_are_read_from_this_host_s_interfaces() {
+        // Every interface address, whatever its class, is one of the host's own: the
+        // loopback one is known to exist on any machine that runs these tests.
+        let own = OwnAddresses::of_this_host();
+        assert!(own.contains("127.0.0.1".parse().unwrap()));
+        assert!(
+            !own.contains("192.0.2.1".parse().unwrap()),
+            "TEST-NET-1 is nobody's"
+        );
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct EngineConfig {
     pub burst: BurstConfig,
     /// How long history is kept; see [`retention`].
     pub retention: RetentionConfig,
+    /// The topic's ARN in envelopes, headers, mails and subscription ARNs: the one the AWS
+    /// protocols answer with, so a subscriber sees the same ARN both ways.
+    pub topic_arn: String,
 }
 
 impl EngineConfig {
@@ -82,6 +85,7 @@ impl EngineConfig {
             pipeline_nice: DEFAULT_PIPELINE_NICE,
             burst: BurstConfig::default(),
             retention: RetentionConfig::default(),
+            topic_arn: topic::DEFAULT_TOPIC_ARN.to_owned(),
         }
     }
 }
@@ -286,7 +290,7 @@ impl Engine {
         ));
         let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
         let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));
-        let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)));
+        let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)).with_arn(&config.topic_arn));
         let pull_queues = Arc::new(fanout::pull::PullQueues::new(Arc::clone(&db)));
         let admission = fanout::admission::Admission::new(config.admission);
         let (shutdown, _) = watch::channel(false);
@@ -310,6 +314,14 @@ impl Engine {
 
     /// Starts the pollers and the delivery worker. `public_url` is how subscribers reach us.
     pub async fn start(&self, public_url: &str) -> Result<(), EngineError> {
+        let renamed = self.topic.adopt_arn().await?;
+        if renamed > 0 {
+            tracing::info!(
+                renamed,
+                topic_arn = self.topic.arn(),
+                "subscriptions renamed after the topic's ARN (another region or account)"
+            );
+        }
         let released = self.queue.release_all_in_flight().await?;
         if released > 0 {
             tracing::info!(

@@ -251,6 +251,93 @@ impl Stream {
     }
 }
 
+/// A change as the log holds it, for readers that must not move any consumer's checkpoint
+/// (DynamoDB Streams' own API): `keys` and `new_image` are the DynamoDB JSON texts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    pub seq: i64,
+    pub event_id: String,
+    pub event_name: String,
+    pub keys: String,
+    pub new_image: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    pub size_bytes: i64,
+}
+
+/// What the log holds: its oldest kept record (retention prunes older ones), and the last
+/// sequence number it ever assigned (kept by SQLite's AUTOINCREMENT even once pruned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    pub oldest: Option<i64>,
+    pub latest: i64,
+}
+
+impl Stream {
+    /// The log's bounds, and whether the record at `seq` is still kept.
+    pub async fn bounds(&self, seq: Option<i64>) -> Result<(LogBounds, bool), DbError> {
+        self.db
+            .read(move |c| {
+                let bounds = bounds_of(c)?;
+                let kept = match seq {
+                    None => false,
+                    Some(seq) => c
+                        .prepare_cached("SELECT 1 FROM stream_records WHERE seq = ?1")?
+                        .exists(params![seq])?,
+                };
+                Ok((bounds, kept))
+            })
+            .await
+    }
+
+    /// Up to `limit` records after `after`, in commit order, with the bounds they were read
+    /// under (one snapshot). Reads only: no checkpoint moves.
+    pub async fn changes_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(LogBounds, Vec<LoggedChange>), DbError> {
+        self.db
+            .read(move |c| {
+                let bounds = bounds_of(c)?;
+                let changes = c
+                    .prepare_cached(
+                        "SELECT seq, event_id, event_name, keys, new_image, created_at, size_bytes
+                         FROM stream_records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                    )?
+                    .query_map(params![after, limit as i64], |r| {
+                        Ok(LoggedChange {
+                            seq: r.get(0)?,
+                            event_id: r.get(1)?,
+                            event_name: r.get(2)?,
+                            keys: r.get(3)?,
+                            new_image: r.get(4)?,
+                            created_ms: r.get(5)?,
+                            size_bytes: r.get(6)?,
+                        })
+                    })?
+                    .collect::<Result<_, _>>()?;
+                Ok((bounds, changes))
+            })
+            .await
+    }
+}
+
+fn bounds_of(c: &rusqlite::Connection) -> Result<LogBounds, DbError> {
+    let (oldest, newest): (Option<i64>, Option<i64>) = c
+        .prepare_cached("SELECT min(seq), max(seq) FROM stream_records")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    use rusqlite::OptionalExtension;
+    let assigned: Option<i64> = c
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'stream_records'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(LogBounds {
+        oldest,
+        latest: newest.unwrap_or(0).max(assigned.unwrap_or(0)),
+    })
+}
+
 fn checkpoint_of(c: &rusqlite::Connection, consumer: &str) -> Result<(i64, u32), DbError> {
     use rusqlite::OptionalExtension;
     Ok(
@@ -259,4 +346,81 @@ fn checkpoint_of(c: &rusqlite::Connection, consumer: &str) -> Result<(i64, u32),
             .optional()?
             .unwrap_or((0, 0)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use orderflow_core::OrderTable;
+    use orderflow_core::conformance::sample_order;
+
+    use super::*;
+    use crate::SqliteOrderTable;
+
+    async fn stream_with_orders(dir: &tempfile::TempDir, n: usize) -> Stream {
+        let db = Db::open(&dir.path().join("s.db"), crate::schema::migrate).unwrap();
+        let table = SqliteOrderTable::new(Arc::clone(&db));
+        for _ in 0..n {
+            table.put_new(&sample_order()).await.unwrap();
+        }
+        Stream::new(db, "publish-orders")
+    }
+
+    #[tokio::test]
+    async fn reading_changes_moves_no_consumer_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = stream_with_orders(&dir, 3).await;
+        let (bounds, changes) = stream.changes_after(0, 10).await.unwrap();
+        assert_eq!(
+            bounds,
+            LogBounds {
+                oldest: Some(1),
+                latest: 3
+            }
+        );
+        assert_eq!(changes.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(stream.changes_after(1, 1).await.unwrap().1[0].seq, 2);
+        assert_eq!(stream.pending_count().await.unwrap(), 3);
+        assert_eq!(stream.read(10).await.unwrap().records.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_bounds_remember_the_last_sequence_after_every_record_is_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let stream = stream_with_orders(&dir, 2).await;
+        stream
+            .db
+            .write(|c| {
+                c.execute("DELETE FROM stream_records WHERE seq = 1", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            stream.bounds(Some(1)).await.unwrap(),
+            (
+                LogBounds {
+                    oldest: Some(2),
+                    latest: 2
+                },
+                false
+            )
+        );
+        stream
+            .db
+            .write(|c| {
+                c.execute("DELETE FROM stream_records", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let (bounds, kept) = stream.bounds(Some(2)).await.unwrap();
+        assert_eq!(
+            bounds,
+            LogBounds {
+                oldest: None,
+                latest: 2
+            }
+        );
+        assert!(!kept);
+    }
 }

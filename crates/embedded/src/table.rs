@@ -85,12 +85,52 @@ impl SqliteOrderTable {
             .map_err(TableError::from)
     }
 
+    /// Up to `limit` orders whose ids sort after `after`, in id order, and whether more
+    /// follow: DynamoDB's `Scan` pages by key (`ExclusiveStartKey`).
+    pub async fn scan(&self, after: Option<&str>, limit: usize) -> Result<KeyPage, TableError> {
+        let after = after.unwrap_or("").to_owned();
+        let limit = limit.clamp(1, 1000);
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT item FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2",
+                )?;
+                let rows: Vec<String> = stmt
+                    .query_map(params![after, limit as i64 + 1], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let more = rows.len() > limit;
+                let orders = rows
+                    .iter()
+                    .take(limit)
+                    .map(|item| decode(item))
+                    .collect::<Result<_, _>>()?;
+                Ok(KeyPage { orders, more })
+            })
+            .await
+            .map_err(TableError::from)
+    }
+
+    /// [`OrderTable::put_new`], returning only once the order and its stream record are
+    /// fsync'd: for a put acknowledged to a client (DynamoDB's `PutItem`), where the store
+    /// handler's put can rely on the queue message it deletes afterwards.
+    pub async fn put_new_synced(&self, order: &StoredOrder) -> Result<(), TableError> {
+        self.put(order, true).await
+    }
+
     pub async fn count(&self) -> Result<u64, TableError> {
         Ok(self
             .db
             .read(|c| crate::counters::counter(c, "orders"))
             .await?)
     }
+}
+
+/// One page of a scan in key order (DynamoDB's `Scan`).
+#[derive(Debug)]
+pub struct KeyPage {
+    pub orders: Vec<StoredOrder>,
+    /// Whether orders with greater keys remain.
+    pub more: bool,
 }
 
 /// What a conditional put found.
@@ -114,36 +154,37 @@ pub(crate) fn decode(text: &str) -> Result<StoredOrder, DbError> {
     serde_json::from_str(text).map_err(|e| DbError::Corrupt(e.into()))
 }
 
-#[async_trait]
-impl OrderTable for SqliteOrderTable {
-    async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError> {
+impl SqliteOrderTable {
+    async fn put(&self, order: &StoredOrder, synced: bool) -> Result<(), TableError> {
         let id = order.id().clone();
         let row = serde_json::to_string(order).expect("orders serialize");
         let item = serde_json::to_string(&to_item(order)).expect("items serialize");
         let keys = serde_json::to_string(&key_of(order)).expect("keys serialize");
         let order_id = id.to_string();
         let hash = ContentHash::of(&order.order);
-        let outcome = self
-            .db
-            .write_relaxed(move |c| {
-                let inserted = c
+        let put = move |c: &rusqlite::Connection| {
+            let inserted = c
                     .prepare_cached("INSERT INTO orders (order_id, item, content_hash) VALUES (?1, ?2, ?3) ON CONFLICT (order_id) DO NOTHING")?
                     .execute(params![order_id, row, hash.as_bytes().as_slice()])?;
-                if inserted == 0 {
-                    let same = crate::intake::stored_hash(c, &order_id)? == Some(hash);
-                    return Ok(if same { Put::Resent } else { Put::Conflict });
-                }
-                let size = (keys.len() + item.len()) as i64;
-                    // The event id is time-ordered (UUIDv7), so its unique index grows at
-                    // the end rather than taking a write on a random page.
-                    c.prepare_cached(
+            if inserted == 0 {
+                let same = crate::intake::stored_hash(c, &order_id)? == Some(hash);
+                return Ok(if same { Put::Resent } else { Put::Conflict });
+            }
+            let size = (keys.len() + item.len()) as i64;
+            // The event id is time-ordered (UUIDv7), so its unique index grows at
+            // the end rather than taking a write on a random page.
+            c.prepare_cached(
                         "INSERT INTO stream_records (event_id, event_name, keys, new_image, created_at, size_bytes)
                          VALUES (?1, 'INSERT', ?2, ?3, ?4, ?5)",
                     )?
                     .execute(params![uuid::Uuid::now_v7().simple().to_string(), keys, item, now_ms(), size])?;
-                Ok(Put::Inserted)
-            })
-            .await?;
+            Ok(Put::Inserted)
+        };
+        let outcome = if synced {
+            self.db.write(put).await?
+        } else {
+            self.db.write_relaxed(put).await?
+        };
         match outcome {
             Put::Inserted => {
                 self.stream_notify.notify_waiters();
@@ -152,6 +193,13 @@ impl OrderTable for SqliteOrderTable {
             Put::Resent => Err(TableError::AlreadyExists(id)),
             Put::Conflict => Err(TableError::Conflict(id)),
         }
+    }
+}
+
+#[async_trait]
+impl OrderTable for SqliteOrderTable {
+    async fn put_new(&self, order: &StoredOrder) -> Result<(), TableError> {
+        self.put(order, false).await
     }
 
     async fn get(&self, id: &OrderId) -> Result<Option<StoredOrder>, TableError> {
@@ -203,6 +251,32 @@ mod tests {
         assert_eq!(p3.orders.len(), 1);
         assert_eq!(p3.next_cursor, None);
         assert_eq!(t.count().await.unwrap(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_scan_pages_in_key_order_from_an_exclusive_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&dir);
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let o = orderflow_core::conformance::sample_order();
+            ids.push(o.id().to_string());
+            t.put_new_synced(&o).await.unwrap();
+        }
+        ids.sort();
+        let p1 = t.scan(None, 2).await.unwrap();
+        let got = |p: &KeyPage| {
+            p.orders
+                .iter()
+                .map(|o| o.id().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got(&p1), ids[..2]);
+        assert!(p1.more);
+        let p2 = t.scan(Some(&ids[1]), 3).await.unwrap();
+        assert_eq!(got(&p2), ids[2..]);
+        assert!(!p2.more, "nothing after the last id");
+        assert!(t.scan(Some("zzz"), 3).await.unwrap().orders.is_empty());
     }
 
     /// Rows written by earlier versions hold the DynamoDB item; they still read, and a

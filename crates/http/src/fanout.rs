@@ -17,7 +17,7 @@ use orderflow_embedded::fanout::pull::MAX_WAIT;
 use orderflow_embedded::fanout::spec::{MAX_VISIBILITY_TIMEOUT_SECONDS, SubscriptionRequest};
 use orderflow_embedded::fanout::tokens::unsubscribe_token_matches;
 use orderflow_embedded::queue::{MAX_RECEIVE_BATCH, ReceivedMessage};
-use orderflow_embedded::topic::{SubscribeError, Subscription, TOPIC_ARN};
+use orderflow_embedded::topic::{SubscribeError, Subscription};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -191,7 +191,10 @@ async fn confirm_subscription(
     let token = q
         .token
         .ok_or_else(|| ApiError::invalid_field("Token", "is required"))?;
-    if q.topic_arn.as_deref().is_some_and(|arn| arn != TOPIC_ARN) {
+    if q.topic_arn
+        .as_deref()
+        .is_some_and(|arn| !state.engine.topic().is_named(arn))
+    {
         return Err(ApiError::NotFound("No such topic".into()));
     }
     match state

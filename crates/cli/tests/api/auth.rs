@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
+use crate::fanout_support::orderflow_with_env;
 use crate::helpers::{
     AppOptions, SHORT, TestApp, hermetic, http_client, json_of, order, spawn_app_with, unique_id,
 };
@@ -298,23 +299,21 @@ async fn the_cli_sends_the_api_key_from_its_flag_or_environment() {
 
 #[tokio::test]
 async fn a_key_too_short_to_be_safe_is_refused_at_start() {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
-    let dir = tempfile::tempdir().unwrap();
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    hermetic(&mut cmd);
-    cmd.env("ORDERFLOW_API_KEY", "short");
-    let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-        .await
-        .expect("serve exits")
-        .unwrap();
+    let output = serve_in_a_new_directory(&[("ORDERFLOW_API_KEY", "short")]).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("at least 16"), "{stderr}");
+}
+
+/// Starts `orderflow serve` on a fresh data directory with `env`, for a start that fails.
+async fn serve_in_a_new_directory(env: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    orderflow_with_env(
+        &["serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir],
+        env,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -456,20 +455,7 @@ async fn a_read_only_key_without_the_api_key_or_equal_to_it_is_refused_at_start(
             "must differ",
         ),
     ] {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
-        let dir = tempfile::tempdir().unwrap();
-        cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        hermetic(&mut cmd);
-        cmd.envs(env);
-        let output = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-            .await
-            .expect("serve exits")
-            .unwrap();
+        let output = serve_in_a_new_directory(&env).await;
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{stderr}");

@@ -96,13 +96,19 @@ pub async fn subscription(app: &TestApp, id: &str) -> Value {
 
 /// Runs `orderflow ARGS...` (a client command); fails the test if it hangs.
 pub async fn orderflow(args: &[&str]) -> Output {
+    orderflow_with_env(args, &[]).await
+}
+
+/// Runs `orderflow` with `args` and, on top of the hermetic environment, `env`.
+pub async fn orderflow_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orderflow"));
+    hermetic(&mut cmd);
     cmd.args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    hermetic(&mut cmd);
     tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
         .await
         .unwrap_or_else(|_| panic!("orderflow {args:?} did not finish in time"))

@@ -51,14 +51,7 @@ async fn one_request_id_follows_an_order_from_the_api_to_the_subscriber() {
     let stored = app.wait_until_stored(&id, SHORT).await;
     assert_eq!(stored["requestId"], request_id.as_str(), "{stored}");
 
-    let notification = wait_for(SHORT, "the notification", async || {
-        subscriber
-            .notifications()
-            .into_iter()
-            .find(|n| n.order_id() == Some(id.as_str()))
-            .ok_or_else(|| "not delivered yet".to_owned())
-    })
-    .await;
+    let notification = subscriber.notification_for(&id, SHORT).await;
     let attributes = &notification.envelope["MessageAttributes"];
     assert_eq!(
         attributes["requestId"],

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::helpers::http_client;
+use crate::helpers::{http_client, wait_for};
 
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 const REBIND_ATTEMPTS: u32 = 100;
@@ -253,6 +253,17 @@ impl TestSubscriber {
             .into_iter()
             .filter(|n| n.request.accepted())
             .collect()
+    }
+
+    /// Waits up to `timeout` for the notification of order `id` to be delivered here.
+    pub async fn notification_for(&self, id: &str, timeout: Duration) -> Notification {
+        wait_for(timeout, &format!("the notification of {id}"), async || {
+            self.notifications()
+                .into_iter()
+                .find(|n| n.order_id() == Some(id))
+                .ok_or_else(|| format!("{} other notifications", self.notifications().len()))
+        })
+        .await
     }
 
     pub fn order_ids_delivered(&self) -> HashSet<String> {

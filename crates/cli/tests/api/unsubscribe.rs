@@ -26,14 +26,7 @@ async fn protected_app() -> TestApp {
 /// The `UnsubscribeURL` of the first notification `subscriber` gets.
 async fn unsubscribe_url_of(app: &TestApp, subscriber: &TestSubscriber) -> String {
     let id = app.submit(&order(&unique_id("unsub"))).await;
-    let notification = wait_for(SHORT, "a notification", async || {
-        subscriber
-            .notifications()
-            .into_iter()
-            .find(|n| n.order_id() == Some(id.as_str()))
-            .ok_or_else(|| "not delivered yet".to_owned())
-    })
-    .await;
+    let notification = subscriber.notification_for(&id, SHORT).await;
     notification.envelope["UnsubscribeURL"]
         .as_str()
         .expect("an UnsubscribeURL")

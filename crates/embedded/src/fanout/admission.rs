@@ -61,7 +61,9 @@ pub enum AdmissionError {
         "this server holds its maximum of {0} subscriptions (--max-subscriptions); remove one first"
     )]
     TooMany(usize),
-    #[error("too many confirmation requests were sent to this endpoint; retry later")]
+    #[error(
+        "too many confirmation requests were sent to this endpoint's web server or mailbox this hour; retry later"
+    )]
     ConfirmationsThrottled(Duration),
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),
@@ -94,9 +96,10 @@ impl Admission {
     ) -> Result<Admitted, AdmissionError> {
         let limits = self.limits;
         let sent = Arc::clone(&self.sent);
+        let arn = topic.arn().to_owned();
         let admitted = topic
             .db
-            .write(move |c| Ok(admit(c, &spec, limits, &sent)))
+            .write(move |c| Ok(admit(c, &spec, limits, &sent, &arn)))
             .await
             .map_err(SubscribeError::from)??;
         if matches!(admitted, Admitted::Created(_)) {
@@ -111,6 +114,7 @@ fn admit(
     spec: &SubscriptionSpec,
     limits: AdmissionLimits,
     sent: &Mutex<HashMap<String, VecDeque<Instant>>>,
+    topic_arn: &str,
 ) -> Result<Admitted, AdmissionError> {
     let db = |e: rusqlite::Error| AdmissionError::Subscribe(SubscribeError::Db(DbError::from(e)));
     let existing = c
@@ -149,11 +153,34 @@ fn admit(
         c,
         spec,
         Source::Api,
+        topic_arn,
     )?))
 }
 
-/// Counts one confirmation request to `endpoint` (case-insensitive: mailboxes mostly are),
-/// or refuses it with how long until the oldest in the window ages out.
+/// What a confirmation request reaches, so that variants of one target share one
+/// allowance: a web server (`scheme://host:port`, whatever the path, query or spelling of
+/// the host, which the URL parser normalises: case, IDNA, `0x7f.1` for `127.0.0.1`) or a
+/// mailbox (case-blind, without a `+tag`, which most mail systems deliver to the same box).
+fn confirmation_target(endpoint: &str) -> String {
+    if let Ok(url) = url::Url::parse(endpoint)
+        && matches!(url.scheme(), "http" | "https")
+        && let Some(host) = url.host_str()
+    {
+        let port = url.port_or_known_default().unwrap_or_default();
+        return format!("{}://{}:{port}", url.scheme(), host.trim_end_matches('.'));
+    }
+    let endpoint = endpoint.trim().to_lowercase();
+    match endpoint.rsplit_once('@') {
+        Some((local, domain)) => {
+            let mailbox = local.split('+').next().unwrap_or(local);
+            format!("{mailbox}@{}", domain.trim_end_matches('.'))
+        }
+        None => endpoint,
+    }
+}
+
+/// Counts one confirmation request to `endpoint`'s target ([`confirmation_target`]), or
+/// refuses it with how long until the oldest in the window ages out.
 fn take_confirmation(
     sent: &Mutex<HashMap<String, VecDeque<Instant>>>,
     endpoint: &str,
@@ -175,7 +202,7 @@ fn take_confirmation(
             !times.is_empty()
         });
     }
-    let times = sent.entry(endpoint.to_lowercase()).or_default();
+    let times = sent.entry(confirmation_target(endpoint)).or_default();
     recent(times);
     if times.len() >= limits.confirmations_per_endpoint.max(1) {
         let oldest = *times.front().expect("a full window has an oldest entry");
@@ -208,5 +235,52 @@ mod tests {
         );
         take_confirmation(&sent, "b@example.com", limits, t0).unwrap();
         take_confirmation(&sent, "a@example.com", limits, t0 + CONFIRMATION_WINDOW).unwrap();
+    }
+
+    #[test]
+    fn variants_of_one_target_share_one_allowance() {
+        for variants in [
+            [
+                "http://victim.example/a?x=1",
+                "HTTP://Victim.Example.:80/b#frag",
+                "http://victim.example/c?x=2",
+            ],
+            [
+                "https://10.0.0.1/hook",
+                "https://0x0a.0.0.1:443/other",
+                "https://10.0.0.1/hook?again",
+            ],
+            [
+                "ops@example.com",
+                "OPS+orders@Example.com",
+                "ops+x@example.com.",
+            ],
+        ] {
+            let sent = Mutex::default();
+            let limits = AdmissionLimits {
+                max_subscriptions: 10,
+                confirmations_per_endpoint: 2,
+            };
+            let t0 = Instant::now();
+            take_confirmation(&sent, variants[0], limits, t0).unwrap();
+            take_confirmation(&sent, variants[1], limits, t0).unwrap();
+            let refused = take_confirmation(&sent, variants[2], limits, t0);
+            assert!(
+                matches!(refused, Err(AdmissionError::ConfirmationsThrottled(_))),
+                "{variants:?}: {refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_ports_schemes_and_mailboxes_are_other_targets() {
+        let target = confirmation_target;
+        assert_ne!(
+            target("http://h.example/"),
+            target("http://h.example:8080/")
+        );
+        assert_ne!(target("http://h.example/"), target("https://h.example/"));
+        assert_ne!(target("a@example.com"), target("b@example.com"));
+        assert_eq!(target("http://h.example/x"), "http://h.example:80");
     }
 }

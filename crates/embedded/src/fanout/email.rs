@@ -11,8 +11,6 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use orderflow_core::OrderCreated;
 
-use crate::topic::TOPIC_ARN;
-
 /// How to reach the relay; from `orderflow serve --smtp-*`.
 #[derive(Clone)]
 pub struct SmtpConfig {
@@ -177,11 +175,11 @@ impl Mailer {
 }
 
 /// SNS's subscription confirmation mail.
-pub fn confirmation_mail(subscribe_url: &str) -> (String, String) {
+pub fn confirmation_mail(topic_arn: &str, subscribe_url: &str) -> (String, String) {
     (
         "orderflow notification - subscription confirmation".into(),
         format!(
-            "You have chosen to subscribe to the topic:\n{TOPIC_ARN}\n\n\
+            "You have chosen to subscribe to the topic:\n{topic_arn}\n\n\
              To confirm this subscription, click or visit the link below \
              (if this was in error no action is necessary):\n\n{subscribe_url}\n\n\
              Nothing is sent to this address until the subscription is confirmed.\n"
@@ -192,9 +190,14 @@ pub fn confirmation_mail(subscribe_url: &str) -> (String, String) {
 /// A person-readable mail for one notification: for an `OrderCreated` event the order mail
 /// that SNS's `email` protocol also delivers (`orderflow_core::mail`), any other message as
 /// it is (its control characters made visible); then our unsubscribe link, where SNS puts its own.
-pub fn notification_mail(subject: &str, message: &str, unsubscribe_url: &str) -> (String, String) {
+pub fn notification_mail(
+    topic_arn: &str,
+    subject: &str,
+    message: &str,
+    unsubscribe_url: &str,
+) -> (String, String) {
     let footer = format!(
-        "\n--\nYou receive this because this address is subscribed to {TOPIC_ARN}.\n\
+        "\n--\nYou receive this because this address is subscribed to {topic_arn}.\n\
          To stop receiving these messages, open:\n{unsubscribe_url}\n"
     );
     match OrderCreated::from_message(message).map(|event| event.mail()) {
@@ -209,6 +212,8 @@ pub fn notification_mail(subject: &str, message: &str, unsubscribe_url: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:POC-Topic";
 
     fn config(url: &str) -> SmtpConfig {
         SmtpConfig {
@@ -257,7 +262,7 @@ mod tests {
             }
         })
         .to_string();
-        let (subject, body) = notification_mail("OrderCreated", &message, "http://u");
+        let (subject, body) = notification_mail(TOPIC, "OrderCreated", &message, "http://u");
         assert_eq!(subject, "Order ord-1 received: 60.07 EUR");
         for expected in [
             "ord-1",
@@ -276,8 +281,9 @@ mod tests {
             body.starts_with(&core.body),
             "the text SNS mails too, then our footer:\n{body}"
         );
-        let (subject, body) = notification_mail("S", "plain text", "http://u");
+        let (subject, body) = notification_mail(TOPIC, "S", "plain text", "http://u");
         assert_eq!(subject, "S");
         assert!(body.starts_with("plain text"));
+        assert!(body.contains(&format!("subscribed to {TOPIC}.")), "{body}");
     }
 }

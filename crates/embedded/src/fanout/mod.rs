@@ -2,6 +2,7 @@
 //! pull queues and logs; plus what a subscription may ask for and its validation.
 
 pub mod admission;
+pub mod attributes;
 pub mod email;
 pub mod log;
 pub mod pull;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::delivery::{DeliveryConfig, envelope, subscribe_url, unsubscribe_url};
-use crate::topic::{DeliveryKind, DueDelivery, Protocol, TOPIC_ARN};
+use crate::topic::{DeliveryKind, DueDelivery, Protocol};
 
 /// Fan-out settings of `orderflow serve` beyond HTTP delivery.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +105,7 @@ pub async fn deliver(
                 .header("content-type", "text/plain; charset=UTF-8")
                 .header("x-amz-sns-message-type", d.kind.header_value())
                 .header("x-amz-sns-message-id", &d.message_id)
-                .header("x-amz-sns-topic-arn", TOPIC_ARN);
+                .header("x-amz-sns-topic-arn", &sub.topic_arn);
             if notification {
                 request = request.header("x-amz-sns-subscription-arn", &sub.subscription_arn);
             }
@@ -134,10 +135,12 @@ pub async fn deliver(
                 return Err("no SMTP relay is configured (--smtp-url)".into());
             };
             let (subject, body) = match (d.kind, message) {
-                (DeliveryKind::SubscriptionConfirmation, _) => {
-                    email::confirmation_mail(&subscribe_url(&config.public_url, &sub.token))
-                }
+                (DeliveryKind::SubscriptionConfirmation, _) => email::confirmation_mail(
+                    &sub.topic_arn,
+                    &subscribe_url(&config.public_url, sub),
+                ),
                 (DeliveryKind::Notification, Some(m)) => email::notification_mail(
+                    &sub.topic_arn,
                     &m.subject,
                     &m.message,
                     &unsubscribe_url(&config.public_url, sub),

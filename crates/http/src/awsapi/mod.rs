@@ -1,6 +1,7 @@
 //! The AWS wire protocols on `orderflow serve`'s own listener: a `POST /` that names an
-//! operation in `X-Amz-Target` is an AWS request (SQS's JSON protocol for now), checked for
-//! SigV4, answered in the protocol's own shapes; every other request goes on to our API.
+//! operation in `X-Amz-Target` is an AWS request (the JSON protocols of SQS and DynamoDB),
+//! checked for SigV4, answered in the protocol's own shapes; every other request goes on to
+//! our API.
 //!
 //! AWS requests skip our API-key and JSON content-type checks: SigV4 replaces the key, and
 //! their content type (`application/x-amz-json-1.0`) and `X-Amz-Target` header are not
@@ -8,10 +9,13 @@
 //! this server allows no cross-origin requests. The Host check, rate limit, header limit and
 //! request timeout stay in front of them.
 
+mod dynamodb;
 mod error;
 mod md5;
 pub mod sigv4;
+mod sns;
 mod sqs;
+mod streams;
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -141,6 +145,10 @@ impl fmt::Debug for AwsSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Sqs,
+    DynamoDb,
+    DynamoDbStreams,
+    /// SNS speaks the Query protocol (form body, `Action`), not `X-Amz-Target`.
+    Sns,
 }
 
 impl Service {
@@ -149,6 +157,8 @@ impl Service {
         let (prefix, operation) = target.split_once('.')?;
         let service = match prefix {
             "AmazonSQS" => Service::Sqs,
+            "DynamoDB_20120810" => Service::DynamoDb,
+            "DynamoDBStreams_20120810" => Service::DynamoDbStreams,
             _ => return None,
         };
         Some((service, operation))
@@ -158,6 +168,19 @@ impl Service {
     fn signing_name(self) -> &'static str {
         match self {
             Service::Sqs => "sqs",
+            Service::DynamoDb => "dynamodb",
+            // botocore's dynamodbstreams model: `"signingName": "dynamodb"`.
+            Service::DynamoDbStreams => "dynamodb",
+            Service::Sns => "sns",
+        }
+    }
+
+    /// `e` in this service's own error shape (the checks before dispatch speak SQS's).
+    fn error_shape(self, e: AwsError) -> AwsError {
+        match self {
+            Service::Sqs | Service::Sns => e,
+            // DynamoDB Streams is DynamoDB's endpoint family: the same error protocol.
+            Service::DynamoDb | Service::DynamoDbStreams => dynamodb::error_shape(e),
         }
     }
 }
@@ -175,6 +198,9 @@ pub async fn serve_aws_protocols(
     request: Request,
     next: Next,
 ) -> Response {
+    if sns::is_query_request(&request) {
+        return sns::serve(&state, request).await;
+    }
     if !is_aws_request(&request) {
         return next.run(request).await;
     }
@@ -195,6 +221,18 @@ pub async fn serve_aws_protocols(
 }
 
 async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value, AwsError> {
+    let service = Service::of_target(header_str(request.headers(), "x-amz-target")).map(|(s, _)| s);
+    let result = answer_in_sqs_shape(state, request).await;
+    match service {
+        Some(service) => result.map_err(|e| service.error_shape(e)),
+        None => result,
+    }
+}
+
+async fn answer_in_sqs_shape(
+    state: &AppState,
+    request: Request,
+) -> Result<serde_json::Value, AwsError> {
     let (parts, body) = request.into_parts();
     let target = header_str(&parts.headers, "x-amz-target").to_owned();
     let bytes = axum::body::to_bytes(body, MAX_AWS_BODY_BYTES)
@@ -239,6 +277,9 @@ async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value,
     let host = header_str(&parts.headers, header::HOST.as_str()).to_owned();
     match service {
         Service::Sqs => sqs::Sqs::new(state, &host).call(operation, input).await,
+        Service::DynamoDb => dynamodb::DynamoDb::new(state).call(operation, input).await,
+        Service::DynamoDbStreams => streams::Streams::new(state).call(operation, input).await,
+        Service::Sns => Err(AwsError::unknown_operation(&target)),
     }
 }
 

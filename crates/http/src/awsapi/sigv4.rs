@@ -220,12 +220,10 @@ fn canonical_request(
             .collect();
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload_hash = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.starts_with("UNSIGNED") && !v.starts_with("STREAMING"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| hex::encode(digest::digest(&digest::SHA256, body)));
+    // Always the hash of the body that arrived, never a client's `X-Amz-Content-Sha256`:
+    // trusting that header would let a captured request carry another body under its
+    // signature (a wrong header value then fails the signature, as it should).
+    let payload_hash = hex::encode(digest::digest(&digest::SHA256, body));
     format!(
         "{method}\n{path}\n{query}\n{canonical_headers}\n{}\n{payload_hash}",
         signed_headers.join(";")

@@ -27,11 +27,16 @@ pub struct AttributeInput {
 }
 
 impl AttributeInput {
-    /// Bytes it adds to a message (its base64 value counted as sent, slightly over).
-    pub fn approximate_len(&self) -> usize {
+    /// Bytes its type and value add to a message: a binary value counts as the bytes its
+    /// base64 stands for, as SQS counts it, not as the longer base64 the JSON carries.
+    pub fn size_bytes(&self) -> usize {
+        let decoded = |base64: &String| {
+            let padding = base64.bytes().rev().take_while(|b| *b == b'=').count();
+            (base64.len() * 3 / 4).saturating_sub(padding.min(2))
+        };
         self.data_type.as_ref().map_or(0, String::len)
             + self.string_value.as_ref().map_or(0, String::len)
-            + self.binary_value.as_ref().map_or(0, String::len)
+            + self.binary_value.as_ref().map_or(0, decoded)
     }
 }
 
@@ -65,6 +70,19 @@ pub fn parse_attributes(
         }
         let data_type = a.data_type.unwrap_or_default();
         let base = data_type.split('.').next().unwrap_or("");
+        // "Name, type, value and the message body must not be empty or null", and a string
+        // value has the body's character restrictions (API_MessageAttributeValue.html).
+        if a.string_value.as_deref() == Some("") || a.binary_value.as_deref() == Some("") {
+            return Err(AwsError::invalid_parameter(format!(
+                "The message attribute '{name}' must contain non-empty message attribute value."
+            )));
+        }
+        if let Some(c) = a.string_value.as_deref().and_then(invalid_character) {
+            return Err(AwsError::invalid_parameter(format!(
+                "Message attribute '{name}' has the invalid character '#x{:X}'; {ALLOWED_CHARACTERS}",
+                u32::from(c)
+            )));
+        }
         let value = match (base, a.string_value, a.binary_value) {
             ("String", Some(v), None) => AttributeValue::Text(v),
             ("Number", Some(v), None) if is_number(&v) => AttributeValue::Text(v),
@@ -92,25 +110,56 @@ pub fn parse_attributes(
     Ok((out, size))
 }
 
+/// SQS's one message system attribute a sender may set: the X-Ray trace header.
+pub const AWS_TRACE_HEADER: &str = "AWSTraceHeader";
+
+/// Checks `MessageSystemAttributes` as SQS does: `AWSTraceHeader` is the only one, and a
+/// String. Its digest is answered; the header itself is not carried to receivers (the
+/// engine's messages hold message attributes only).
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html>
+pub fn parse_system_attributes(
+    input: BTreeMap<String, AttributeInput>,
+) -> Result<BTreeMap<String, Attribute>, AwsError> {
+    input
+        .into_iter()
+        .map(|(name, a)| match (name.as_str(), a.data_type.as_deref(), a.string_value, a.binary_value) {
+            (AWS_TRACE_HEADER, Some("String"), Some(v), None) if !v.is_empty() => Ok((
+                name,
+                Attribute {
+                    data_type: "String".into(),
+                    value: AttributeValue::Text(v),
+                },
+            )),
+            _ => Err(AwsError::invalid_parameter(format!(
+                "Message system attribute '{name}' is invalid: the only one is {AWS_TRACE_HEADER}, a String."
+            ))),
+        })
+        .collect()
+}
+
 fn is_number(v: &str) -> bool {
     v.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
-/// SQS's allowed characters: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
-/// #x10000 to #x10FFFF (Rust strings hold no surrogates).
+const ALLOWED_CHARACTERS: &str = "the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF";
+
+/// The first character outside SQS's allowed set: #x9 | #xA | #xD | #x20 to #xD7FF |
+/// #xE000 to #xFFFD | #x10000 to #x10FFFF (Rust strings hold no surrogates).
+fn invalid_character(text: &str) -> Option<char> {
+    text.chars()
+        .find(|c| !matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..))
+}
+
 pub fn check_body(body: &str, attributes_size: usize) -> Result<(), AwsError> {
     if body.is_empty() {
         return Err(AwsError::missing_parameter("MessageBody"));
     }
-    if let Some(c) = body
-        .chars()
-        .find(|c| !matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..))
-    {
+    if let Some(c) = invalid_character(body) {
         return Err(AwsError::sqs(
             "InvalidMessageContents",
             "InvalidMessageContents",
             format!(
-                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                "Invalid binary character '#x{:X}' was found in the message body, {ALLOWED_CHARACTERS}",
                 u32::from(c)
             ),
         ));
@@ -260,6 +309,18 @@ pub fn received_json(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binary_value_counts_as_the_bytes_its_base64_stands_for() {
+        for bytes in [0usize, 1, 2, 3, 4, 24_000] {
+            let value = AttributeInput {
+                data_type: Some("Binary".into()),
+                string_value: None,
+                binary_value: Some(BASE64.encode(vec![7u8; bytes])),
+            };
+            assert_eq!(value.size_bytes(), "Binary".len() + bytes);
+        }
+    }
 
     #[test]
     fn attribute_names_select_all_a_prefix_or_one_name() {

@@ -5,6 +5,7 @@
 mod messages;
 mod move_tasks;
 mod queues;
+mod receipts;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -16,14 +17,19 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+pub(super) use self::queues::{ORDERS_DLQ, ORDERS_QUEUE};
+
 use self::messages::AttributeInput;
 use self::queues::{Addressing, Target};
+use self::receipts::Receipt;
 use super::AwsError;
 use super::md5;
 use crate::AppState;
 
 /// SQS: a batch holds 1 to 10 entries.
 const MAX_BATCH: usize = 10;
+/// SQS: "DelaySeconds ... Valid values: 0 to 900" (API_SendMessage.html).
+const MAX_DELAY_SECONDS: i64 = 900;
 
 pub(super) struct Sqs<'a> {
     state: &'a AppState,
@@ -84,9 +90,11 @@ struct SendMessageInput {
 #[serde(rename_all = "PascalCase")]
 struct MessageInput {
     message_body: Option<String>,
-    delay_seconds: Option<u32>,
+    delay_seconds: Option<i64>,
     #[serde(default)]
     message_attributes: BTreeMap<String, AttributeInput>,
+    #[serde(default)]
+    message_system_attributes: BTreeMap<String, AttributeInput>,
 }
 
 #[derive(Deserialize)]
@@ -139,16 +147,6 @@ struct ReceiptEntry {
 /// What a batch entry failed with, as `BatchResultErrorEntry`.
 fn failed_entry(id: &str, e: &AwsError) -> Value {
     json!({"Id": id, "SenderFault": e.sender_fault, "Code": e.query_code, "Message": e.message})
-}
-
-/// Our receipt handles are UUIDs; anything else cannot be one (SQS's
-/// `ReceiptHandleIsInvalid`). A well-formed but stale handle is not an error: SQS's
-/// `DeleteMessage` "succeeds, but the message might not be deleted" when the handle is not
-/// the latest (API_DeleteMessage.html).
-fn check_receipt(handle: &str) -> Result<(), AwsError> {
-    uuid::Uuid::parse_str(handle)
-        .map(|_| ())
-        .map_err(|_| AwsError::receipt_handle_is_invalid(handle))
 }
 
 fn visibility_seconds(v: i64, name: &str) -> Result<Duration, AwsError> {
@@ -222,6 +220,26 @@ const QUEUE_ATTRIBUTES: [&str; 9] = [
     "DelaySeconds",
     "ReceiveMessageWaitTimeSeconds",
     "RedrivePolicy",
+];
+
+/// Every `QueueAttributeName` SQS defines besides those answered: a request may name them
+/// (only other names are `InvalidAttributeName`), and they are left out of the answer, as
+/// SQS leaves out `FifoQueue` for a standard queue and `Policy` for a queue without one.
+/// Our queues have no creation time, retention period, policy, encryption or FIFO settings
+/// to report. <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_GetQueueAttributes.html>
+const UNANSWERED_QUEUE_ATTRIBUTES: [&str; 12] = [
+    "Policy",
+    "MessageRetentionPeriod",
+    "CreatedTimestamp",
+    "LastModifiedTimestamp",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+    "RedriveAllowPolicy",
+    "SqsManagedSseEnabled",
 ];
 
 impl<'a> Sqs<'a> {
@@ -324,7 +342,11 @@ impl<'a> Sqs<'a> {
     ) -> Result<Value, AwsError> {
         let target = self.target(input.queue_url).await?;
         for name in &input.attribute_names {
-            if name != "All" && !QUEUE_ATTRIBUTES.contains(&name.as_str()) {
+            let name_str = name.as_str();
+            if name != "All"
+                && !QUEUE_ATTRIBUTES.contains(&name_str)
+                && !UNANSWERED_QUEUE_ATTRIBUTES.contains(&name_str)
+            {
                 return Err(AwsError::sqs(
                     "InvalidAttributeName",
                     "InvalidAttributeName",
@@ -368,13 +390,22 @@ impl<'a> Sqs<'a> {
         target: &Target,
         message: MessageInput,
     ) -> Result<Map<String, Value>, AwsError> {
-        if message.delay_seconds.is_some_and(|d| d > 0) {
-            return Err(AwsError::invalid_parameter(
-                "DelaySeconds is not supported by orderflow serve yet; send with 0.",
-            ));
+        match message.delay_seconds {
+            None | Some(0) => {}
+            Some(d @ 1..=MAX_DELAY_SECONDS) => {
+                return Err(AwsError::invalid_parameter(format!(
+                    "DelaySeconds {d} is not supported by orderflow serve yet; send with 0."
+                )));
+            }
+            Some(d) => {
+                return Err(AwsError::invalid_parameter(format!(
+                    "Value {d} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= {MAX_DELAY_SECONDS}."
+                )));
+            }
         }
         let body = required(message.message_body, "MessageBody")?;
         let (attributes, size) = messages::parse_attributes(message.message_attributes)?;
+        let system = messages::parse_system_attributes(message.message_system_attributes)?;
         messages::check_body(&body, size)?;
         let stored = messages::encode_attributes(&attributes, target.typed_attributes())?;
         if matches!(target, Target::Orders) {
@@ -401,6 +432,9 @@ impl<'a> Sqs<'a> {
         if let Some(digest) = md5::of_attributes(&attributes) {
             out.insert("MD5OfMessageAttributes".into(), json!(digest));
         }
+        if let Some(digest) = md5::of_attributes(&system) {
+            out.insert("MD5OfMessageSystemAttributes".into(), json!(digest));
+        }
         Ok(out)
     }
 
@@ -423,7 +457,7 @@ impl<'a> Sqs<'a> {
                     + e.message
                         .message_attributes
                         .iter()
-                        .map(|(k, a)| k.len() + a.approximate_len())
+                        .map(|(k, a)| k.len() + a.size_bytes())
                         .sum::<usize>()
             })
             .sum();
@@ -485,10 +519,17 @@ impl<'a> Sqs<'a> {
             .collect();
         let typed = target.typed_attributes();
         let sender = &self.addressing.account_id;
+        let queue = target.name();
+        let received_ms = chrono::Utc::now().timestamp_millis();
         let messages: Vec<Value> = received
-            .iter()
-            .map(|m| {
-                messages::received_json(m, typed, &system, &input.message_attribute_names, sender)
+            .into_iter()
+            .map(|mut m| {
+                m.receipt_handle = Receipt {
+                    handle: m.receipt_handle,
+                    received_ms,
+                }
+                .issue(&queue);
+                messages::received_json(&m, typed, &system, &input.message_attribute_names, sender)
             })
             .collect();
         if messages.is_empty() {
@@ -500,7 +541,7 @@ impl<'a> Sqs<'a> {
     async fn delete_message(&self, input: ReceiptInput) -> Result<Value, AwsError> {
         let target = self.target(input.queue_url).await?;
         let handle = required(input.receipt_handle, "ReceiptHandle")?;
-        check_receipt(&handle)?;
+        let handle = Receipt::open(&target.name(), &handle)?.handle;
         target
             .queue(self.state)
             .delete(vec![handle])
@@ -516,11 +557,12 @@ impl<'a> Sqs<'a> {
         let target = self.target(input.queue_url).await?;
         let ids = check_batch_ids(input.entries.iter().map(|e| e.id.as_deref()))?;
         let queue = target.queue(self.state);
+        let name = target.name();
         let (mut successful, mut failed) = (Vec::new(), Vec::new());
         for (id, entry) in ids.into_iter().zip(input.entries) {
             let handle = entry.receipt_handle.unwrap_or_default();
-            match check_receipt(&handle) {
-                Ok(()) => {
+            match Receipt::open(&name, &handle) {
+                Ok(Receipt { handle, .. }) => {
                     queue
                         .delete(vec![handle])
                         .await
@@ -542,10 +584,19 @@ impl<'a> Sqs<'a> {
         let handle = required(handle, "ReceiptHandle")?;
         let timeout =
             visibility_seconds(required(timeout, "VisibilityTimeout")?, "VisibilityTimeout")?;
-        check_receipt(&handle)?;
+        let receipt = Receipt::open(&target.name(), &handle)?;
+        // "If you try to extend the visibility timeout beyond the maximum [12 hours], your
+        // request is rejected" (API_ChangeMessageVisibility.html): counted from the receive.
+        let until_ms = chrono::Utc::now().timestamp_millis() + timeout.as_millis() as i64;
+        if until_ms - receipt.received_ms > i64::from(MAX_VISIBILITY_TIMEOUT_SECONDS) * 1000 {
+            return Err(AwsError::invalid_parameter(format!(
+                "Value {} for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY_TIMEOUT_SECONDS} seconds]",
+                timeout.as_secs()
+            )));
+        }
         match target
             .queue(self.state)
-            .change_visibility(handle.clone(), timeout)
+            .change_visibility(receipt.handle, timeout)
             .await
             .map_err(AwsError::internal)?
         {

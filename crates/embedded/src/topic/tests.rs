@@ -1,0 +1,394 @@
+use super::*;
+
+fn topic(dir: &tempfile::TempDir) -> SqliteTopic {
+    SqliteTopic::new(Db::open(&dir.path().join("t.db"), crate::schema::migrate).unwrap())
+}
+
+fn spec(value: serde_json::Value) -> SubscriptionSpec {
+    serde_json::from_value::<crate::fanout::spec::SubscriptionRequest>(value)
+        .unwrap()
+        .validate(&crate::fanout::spec::Validation {
+            email_enabled: true,
+            trusted: true,
+        })
+        .unwrap()
+}
+
+fn http_spec(url: &str) -> SubscriptionSpec {
+    spec(serde_json::json!({"protocol": "http", "endpoint": url}))
+}
+
+fn order_publication(dedup: &str, currency: &str, total: &str) -> Publication {
+    Publication {
+        dedup_id: dedup.into(),
+        subject: "OrderCreated".into(),
+        message: serde_json::json!({"type": "OrderCreated", "order": {"currency": currency}})
+            .to_string(),
+        attributes: BTreeMap::from([
+            (
+                "currency".to_owned(),
+                MessageAttribute::String(currency.into()),
+            ),
+            ("total".to_owned(), MessageAttribute::Number(total.into())),
+        ]),
+    }
+}
+
+/// Every due delivery of every subscription.
+async fn all_due(t: &SqliteTopic) -> Vec<DueDelivery> {
+    let wants = t
+        .subscription_ids()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|id| (id, 1000))
+        .collect();
+    t.due_for(wants, HashSet::new()).await.unwrap().0
+}
+
+async fn notifications_for(t: &SqliteTopic, subscription: &str) -> usize {
+    let due = all_due(t).await;
+    due.iter()
+        .filter(|d| d.kind == DeliveryKind::Notification && d.subscription.id == subscription)
+        .count()
+}
+
+/// A publication made while the delivery worker is busy (not waiting) still wakes it
+/// the next time it waits; a lost wake-up left deliveries idle for seconds.
+#[tokio::test]
+async fn a_publication_wakes_a_worker_that_was_not_yet_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    t.subscribe(http_spec("http://127.0.0.1:9/hook"), Source::Api)
+        .await
+        .unwrap();
+    // Take any wake-up the subscription itself left.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        t.delivery_notify().notified(),
+    )
+    .await;
+    t.publish_batch(&[order_publication("m-1", "EUR", "1")])
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.unwrap();
+        });
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        t.delivery_notify().notified(),
+    )
+    .await
+    .expect("the wake-up was kept for the next wait");
+}
+
+#[tokio::test]
+async fn a_filter_policy_lets_only_matching_messages_through_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let eur = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    let body = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "usd", "filterPolicyScope": "MessageBody",
+                "filterPolicy": {"order": {"currency": ["USD"]}}})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    let all = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "log", "endpoint": "stdout"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        eur.status,
+        SubscriptionStatus::Confirmed,
+        "a queue needs no handshake"
+    );
+    for (i, currency) in ["EUR", "USD", "EUR", "GBP"].iter().enumerate() {
+        t.publish(&order_publication(&format!("r{i}"), currency, "10"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(notifications_for(&t, &eur.id).await, 2);
+    assert_eq!(notifications_for(&t, &body.id).await, 1);
+    assert_eq!(notifications_for(&t, &all.id).await, 4);
+    let health = t.health().await.unwrap();
+    let filtered = |id: &str| {
+        health
+            .iter()
+            .find(|h| h.subscription.id == id)
+            .unwrap()
+            .deliveries
+            .filtered
+    };
+    assert_eq!(
+        (filtered(&eur.id), filtered(&body.id), filtered(&all.id)),
+        (2, 3, 0)
+    );
+    assert_eq!(t.delivery_stats().await.unwrap().filtered, 5);
+}
+
+#[tokio::test]
+async fn a_failed_delivery_waits_in_the_dead_letter_store_until_redriven() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let sub = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "q"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    t.publish(&order_publication("r1", "EUR", "1"))
+        .await
+        .unwrap();
+    let due = all_due(&t).await;
+    t.mark_attempt_failed(due[0].id, "boom".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(notifications_for(&t, &sub.id).await, 0);
+    let dead = t.dead_letters(sub.id.clone(), 10).await.unwrap().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("boom"));
+    assert_eq!(dead[0].attempts, 1);
+    assert!(dead[0].message.is_some());
+    assert!(t.dead_letters("nope".into(), 10).await.unwrap().is_none());
+
+    assert_eq!(
+        t.redrive(sub.subscription_arn.clone(), None).await.unwrap(),
+        Some(1)
+    );
+    assert!(
+        t.dead_letters(sub.id.clone(), 10)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+    let due = all_due(&t).await;
+    assert_eq!(due[0].attempts, 0, "a redriven delivery starts over");
+}
+
+#[tokio::test]
+async fn a_backlog_of_one_subscription_does_not_crowd_out_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let slow = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "slow"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    for i in 0..50 {
+        t.publish(&order_publication(&format!("early{i}"), "EUR", "1"))
+            .await
+            .unwrap();
+    }
+    let fast = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "fast"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    t.publish(&order_publication("late", "EUR", "1"))
+        .await
+        .unwrap();
+    let wants = vec![(slow.id.clone(), 4), (fast.id.clone(), 4)];
+    let (due, _) = t.due_for(wants, HashSet::new()).await.unwrap();
+    assert!(
+        due.iter().any(|d| d.subscription.id == fast.id),
+        "the fast subscription is served"
+    );
+    let slow_due: Vec<i64> = due
+        .iter()
+        .filter(|d| d.subscription.id == slow.id)
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        slow_due.len(),
+        4,
+        "each subscription gets at most what was asked"
+    );
+    let held: HashSet<i64> = slow_due.iter().copied().collect();
+    let (next, _) = t
+        .due_for(vec![(slow.id.clone(), 4)], held.clone())
+        .await
+        .unwrap();
+    assert!(
+        next.iter().all(|d| !held.contains(&d.id)) && next.len() == 4,
+        "deliveries the worker holds are not read again"
+    );
+    let (due, _) = t
+        .due_for(vec![(fast.id.clone(), 4)], HashSet::new())
+        .await
+        .unwrap();
+    assert!(
+        due.iter().all(|d| d.subscription.id == fast.id),
+        "a saturated subscription is not asked for"
+    );
+}
+
+#[tokio::test]
+async fn applying_the_file_creates_updates_replaces_and_removes_by_name_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let api = t
+        .subscribe(http_spec("http://127.0.0.1:1/api"), Source::Api)
+        .await
+        .unwrap();
+    let first = vec![
+        spec(serde_json::json!({"name": "a", "protocol": "queue", "endpoint": "qa"})),
+        spec(serde_json::json!({"name": "b", "protocol": "log", "endpoint": "stdout"})),
+        spec(serde_json::json!({"name": "c", "protocol": "queue", "endpoint": "qc"})),
+    ];
+    let applied = t.apply_file(first.clone()).await.unwrap();
+    assert_eq!(applied.created, ["a", "b", "c"]);
+    assert_eq!(
+        t.apply_file(first).await.unwrap().unchanged,
+        ["a", "b", "c"]
+    );
+
+    let second = vec![
+        spec(
+            serde_json::json!({"name": "a", "protocol": "queue", "endpoint": "qa", "maxReceiveCount": 9}),
+        ),
+        spec(serde_json::json!({"name": "b", "protocol": "log", "endpoint": "other.jsonl"})),
+    ];
+    let applied = t.apply_file(second).await.unwrap();
+    assert_eq!(applied.updated, ["a"]);
+    assert_eq!(applied.replaced, ["b"]);
+    assert_eq!(applied.removed, ["c"]);
+    let names: Vec<_> = t
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.managed_by))
+        .collect();
+    assert!(names.contains(&(None, Source::Api)), "{names:?}");
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(t.get(api.id).await.unwrap().is_some());
+
+    t.subscribe(
+        spec(serde_json::json!({"protocol": "queue", "endpoint": "apiq"})),
+        Source::Api,
+    )
+    .await
+    .unwrap();
+    let clash = vec![
+        spec(
+            serde_json::json!({"name": "a", "protocol": "queue", "endpoint": "qa", "maxReceiveCount": 9}),
+        ),
+        spec(serde_json::json!({"name": "z", "protocol": "queue", "endpoint": "apiq"})),
+    ];
+    assert!(matches!(
+        t.apply_file(clash).await,
+        Err(SubscribeError::Conflict(_))
+    ));
+    assert_eq!(
+        t.list().await.unwrap().len(),
+        4,
+        "a failed file changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_confirmation_token_expires_after_three_days_and_can_ask_for_authenticated_unsubscribes()
+{
+    use crate::fanout::tokens::CONFIRMATION_TOKEN_LIFETIME_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let late = t
+        .subscribe(http_spec("http://127.0.0.1:1/late"), Source::Api)
+        .await
+        .unwrap();
+    let in_time = t
+        .subscribe(http_spec("http://127.0.0.1:1/in-time"), Source::Api)
+        .await
+        .unwrap();
+    let later = now_ms() + CONFIRMATION_TOKEN_LIFETIME_MS + 1;
+    assert!(
+        t.confirm_at(late.token.clone(), false, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let late = t.get(late.id).await.unwrap().unwrap();
+    assert_eq!(late.status, SubscriptionStatus::PendingConfirmation);
+
+    let confirmed = t
+        .confirm(in_time.token.clone(), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(confirmed.status, SubscriptionStatus::Confirmed);
+    assert!(confirmed.settings.authenticate_on_unsubscribe);
+}
+
+#[tokio::test]
+async fn sqlite_topic_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    orderflow_core::conformance::topic(&topic(&dir)).await;
+}
+
+#[tokio::test]
+async fn only_confirmed_subscriptions_get_deliveries_and_a_repeat_publication_adds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let confirmed = t
+        .subscribe(http_spec("http://127.0.0.1:1/a"), Source::Api)
+        .await
+        .unwrap();
+    let _pending = t
+        .subscribe(http_spec("http://127.0.0.1:1/b"), Source::Api)
+        .await
+        .unwrap();
+    let c = t
+        .confirm(confirmed.token.clone(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, SubscriptionStatus::Confirmed);
+    assert!(t.confirm("nope".into(), false).await.unwrap().is_none());
+
+    let p = Publication {
+        dedup_id: "rec-1".into(),
+        subject: "OrderCreated".into(),
+        message: "{}".into(),
+        attributes: BTreeMap::new(),
+    };
+    let id1 = t.publish(&p).await.unwrap();
+    let id2 = t.publish(&p).await.unwrap();
+    assert_eq!(id1, id2);
+    assert_eq!(t.delivery_stats().await.unwrap().pending, 1);
+
+    let due = all_due(&t).await;
+    let notifications: Vec<_> = due
+        .iter()
+        .filter(|d| d.kind == DeliveryKind::Notification)
+        .collect();
+    assert_eq!(notifications.len(), 1);
+    assert_eq!(notifications[0].subscription.id, confirmed.id);
+
+    assert!(
+        t.unsubscribe(confirmed.subscription_arn.clone())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.delivery_stats().await.unwrap().pending,
+        0,
+        "deliveries go with the subscription"
+    );
+}

@@ -313,6 +313,11 @@ async fn start_server(args: &BenchArgs, client: &reqwest::Client) -> Result<Serv
             // connection cap would turn an overload into refusals instead of measuring it.
             "--max-connections",
             "100000",
+            // `--fanout` subscribes up to a hundred hooks on one local listener: one
+            // confirmation target (scheme, host and port), which the mail-bomb guard would
+            // otherwise hold to three confirmations an hour.
+            "--max-confirmations-per-endpoint",
+            "100000",
         ])
         .args(
             args.pipeline_nice

@@ -134,7 +134,7 @@ pub async fn measure(
                 .await?;
             if !created.status().is_success() {
                 return Err(format!(
-                    "subscriber {i} of {n}: HTTP {} (serve --max-subscriptions?)",
+                    "subscriber {i} of {n}: HTTP {} (serve --max-subscriptions or --max-confirmations-per-endpoint?)",
                     created.status()
                 )
                 .into());

@@ -1,0 +1,63 @@
+"""A hostile or careless client's DynamoDB requests: expressions at and past DynamoDB's
+documented limits. Each is refused with a ValidationException and the server keeps serving.
+
+Limits: "Expression parameters" in
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html
+(an expression string is at most 4 KB; IN takes at most 100 operands).
+"""
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import aws_client
+
+
+@pytest.fixture
+def ddb(ddb_server):
+    return aws_client(ddb_server, "dynamodb")
+
+
+def validation_message(call):
+    with pytest.raises(ClientError) as e:
+        call()
+    assert e.value.response["Error"]["Code"] == "ValidationException", e.value.response
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    return e.value.response["Error"]["Message"]
+
+
+def test_a_deeply_nested_filter_is_refused_and_the_server_keeps_serving(ddb):
+    # 2000 parentheses (4 KB) once overflowed a worker's stack and aborted the server.
+    v = {":v": {"S": "EUR"}}
+    for hostile in ("(" * 2000 + "currency = :v" + ")" * 2000, "NOT " * 1000 + "currency = :v"):
+        message = validation_message(
+            lambda: ddb.scan(TableName="orders", FilterExpression=hostile,
+                             ExpressionAttributeValues=v))
+        assert "nests conditions more than 64 deep" in message
+    assert ddb.describe_table(TableName="orders")["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_an_expression_past_4_kb_is_refused(ddb):
+    projection = ",".join(f"a{i}" for i in range(60000))
+    message = validation_message(
+        lambda: ddb.scan(TableName="orders", ProjectionExpression=projection))
+    assert message == ("Invalid ProjectionExpression: Expression size has exceeded the maximum "
+                       f"allowed size; expression size: {len(projection)}")
+    condition = "currency = :v" + " " * 4096
+    message = validation_message(
+        lambda: ddb.query(TableName="orders", KeyConditionExpression="orderID = :k",
+                          FilterExpression=condition,
+                          ExpressionAttributeValues={":k": {"S": "o"}, ":v": {"S": "EUR"}}))
+    assert message.startswith("Invalid FilterExpression: Expression size has exceeded")
+
+
+def test_in_takes_at_most_100_operands(ddb):
+    values = {f":v{i}": {"S": f"c{i}"} for i in range(101)}
+    expression = "currency IN (" + ", ".join(values) + ")"
+    message = validation_message(
+        lambda: ddb.scan(TableName="orders", FilterExpression=expression,
+                         ExpressionAttributeValues=values))
+    assert message == ("Invalid FilterExpression: The IN operator is provided with too many "
+                       "operands; number of operands: 101")
+    del values[":v100"]
+    expression = "currency IN (" + ", ".join(values) + ")"
+    ddb.scan(TableName="orders", FilterExpression=expression, ExpressionAttributeValues=values)

@@ -1,0 +1,46 @@
+"""A hostile or careless client's SNS Query requests: every answer must still be XML a strict
+parser reads (https://www.w3.org/TR/xml/#charsets; botocore and the SDKs parse it so)."""
+
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from conftest import REGION, Server
+
+NS = "{http://sns.amazonaws.com/doc/2010-03-31/}"
+
+
+@pytest.fixture(scope="module")
+def sns_server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+def signed_post(server, form):
+    """A Query request signed with SigV4 as botocore signs it; the raw status and body."""
+    data = urllib.parse.urlencode(form).encode()
+    request = AWSRequest(method="POST", url=server.url + "/", data=data,
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    SigV4Auth(Credentials("anything", "anything"), "sns", REGION).add_auth(request)
+    req = urllib.request.Request(server.url + "/", data=data, method="POST",
+                                 headers=dict(request.headers.items()))
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_an_error_echoing_a_control_character_is_still_well_formed_xml(sns_server):
+    # XML 1.0 cannot carry U+0001 even as a character reference; the answer once held it raw.
+    status, body = signed_post(sns_server, {"Action": "Foo\x01", "Version": "2010-03-31"})
+    assert status == 400
+    root = ET.fromstring(body)
+    assert root.find(f"{NS}Error/{NS}Code").text == "InvalidAction"
+    assert "Foo\ufffd" in root.find(f"{NS}Error/{NS}Message").text

@@ -6,10 +6,12 @@ https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.htm
 (an expression string is at most 4 KB; IN takes at most 100 operands).
 """
 
+import uuid
+
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import aws_client
+from conftest import aws_client, order, wait_for
 
 
 @pytest.fixture
@@ -61,3 +63,42 @@ def test_in_takes_at_most_100_operands(ddb):
     del values[":v100"]
     expression = "currency IN (" + ", ".join(values) + ")"
     ddb.scan(TableName="orders", FilterExpression=expression, ExpressionAttributeValues=values)
+
+
+# Numbers: up to 38 significant digits, magnitudes 1E-130 to 9.99...E+125, compared by value
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html#HowItWorks.DataTypes.Number).
+
+
+def test_a_filter_compares_numbers_past_28_digits_by_value(ddb_server, ddb):
+    order_id = "num-" + uuid.uuid4().hex[:12]
+    status, _ = ddb_server.http("POST", "/orders", order(order_id))
+    assert status == 202
+    key = {"orderID": {"S": order_id}}
+    wait_for(lambda: ddb.get_item(TableName="orders", Key=key).get("Item"))
+
+    def matches(op, value):
+        return ddb.query(TableName="orders", KeyConditionExpression="orderID = :k",
+                         FilterExpression=f"#t {op} :v", ExpressionAttributeNames={"#t": "total"},
+                         ExpressionAttributeValues={":k": key["orderID"], ":v": {"N": value}})["Count"]
+
+    # 29 and 38 digits, and 1E+100, were once no number at all, so every comparison was false.
+    for big in ("12345678901234567890123456789", "9" * 38, "1E+100"):
+        assert matches("<", big) == 1, big
+        assert matches(">", "-" + big) == 1, big
+    assert matches("=", "3.000") == 1  # the order's total, 3, in another spelling
+
+
+def test_a_number_dynamodb_cannot_hold_is_refused_in_its_words(ddb):
+    for value, message in [
+        ("abc", "A value provided cannot be converted into a number"),
+        ("1" * 39, "Attempting to store more than 38 significant digits in a Number"),
+        ("1E126", "Number overflow. Attempting to store a number with magnitude larger than "
+                  "supported range"),
+        ("1E-131", "Number underflow. Attempting to store a number with magnitude smaller than "
+                   "supported range"),
+    ]:
+        got = validation_message(
+            lambda: ddb.scan(TableName="orders", FilterExpression="#t = :v",
+                             ExpressionAttributeNames={"#t": "total"},
+                             ExpressionAttributeValues={":v": {"N": value}}))
+        assert got == message, value

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_dynamo::AttributeValue;
 
-use super::{KEY, validation};
+use super::{KEY, numbers, validation};
 use crate::awsapi::AwsError;
 
 /// DynamoDB's reserved words, one a line, sorted; an expression must name such an attribute
@@ -82,9 +82,11 @@ impl<'a> Placeholders<'a> {
         }
     }
 
+    /// The value `:token` stands for; a number in it must be one DynamoDB accepts.
     pub(super) fn value(&mut self, token: &str) -> Result<&'a AttributeValue, AwsError> {
         match self.values.get_key_value(token) {
             Some((key, value)) => {
+                numbers::check(value)?;
                 self.used_values.insert(key);
                 Ok(value)
             }

@@ -4,6 +4,7 @@
 
 mod expressions;
 mod grammar;
+mod numbers;
 mod paths;
 mod put;
 mod reads;

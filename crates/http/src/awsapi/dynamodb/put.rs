@@ -12,6 +12,7 @@ use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Value, json};
 
 use super::expressions::{self, Placeholders};
+use super::numbers;
 use super::values::type_name;
 use super::{CONTENT_HASH, DynamoDb, KEY, error, item_of, validation, wire};
 use crate::awsapi::AwsError;
@@ -140,6 +141,7 @@ impl DynamoDb<'_> {
                 "1 validation error detected: Value null at 'item' failed to satisfy constraint: Member must not be null",
             )
         })?;
+        attributes.values().try_for_each(numbers::check)?;
         let order = order_of(attributes)?;
         tracing::Span::current().record("order_id", order.id().as_str());
         let table = self.state.engine.table();

@@ -102,3 +102,31 @@ def test_a_number_dynamodb_cannot_hold_is_refused_in_its_words(ddb):
                              ExpressionAttributeNames={"#t": "total"},
                              ExpressionAttributeValues={":v": {"N": value}}))
         assert got == message, value
+
+
+def test_a_put_whose_item_smuggles_a_nested_attribute_is_refused_not_stored_without_it(ddb):
+    # API_PutItem.html: PutItem stores the item as sent. An extra key inside a map the order
+    # has was once dropped without a word, the put answering 200.
+    order_id = "smuggle-" + uuid.uuid4().hex[:12]
+    item = {
+        "orderID": {"S": order_id}, "customerId": {"S": "c-1"},
+        "customerEmail": {"S": "a@example.com"},
+        "items": {"L": [{"M": {"sku": {"S": "A-1"}, "quantity": {"N": "2"},
+                               "unitPrice": {"N": "1.50"}}}]},
+        "currency": {"S": "EUR"},
+        "shippingAddress": {"M": {"line1": {"S": "1 Main St"}, "city": {"S": "Berlin"},
+                                  "postalCode": {"S": "10115"}, "country": {"S": "DE"},
+                                  "isAdmin": {"BOOL": True}}},
+        "total": {"N": "3"}, "status": {"S": "STORED"},
+        "receivedAt": {"S": "2026-11-29T22:00:00.000Z"},
+        "storedAt": {"S": "2026-11-29T22:00:01.000Z"},
+    }
+    put = lambda: ddb.put_item(TableName="orders", Item=item,  # noqa: E731
+                               ConditionExpression="attribute_not_exists(orderID)")
+    message = validation_message(put)
+    assert "unknown attribute(s) shippingAddress.isAdmin;" in message, message
+    assert "Item" not in ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}})
+    del item["shippingAddress"]["M"]["isAdmin"]
+    put()  # the same order without it is stored; 1.50 is 1.5 as DynamoDB trims it
+    stored = ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}})["Item"]
+    assert stored["items"]["L"][0]["M"]["unitPrice"] == {"N": "1.5"}

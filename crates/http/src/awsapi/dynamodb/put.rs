@@ -62,18 +62,30 @@ pub(super) fn order_of(
     };
     let item = Item::from(attributes);
     let stored = from_item(&item).map_err(|e| refuse(e.to_string()))?;
-    // Attributes the order item does not have would be dropped silently: refuse them.
+    // What the order item does not hold would be dropped silently, at any depth (an extra
+    // key inside `shippingAddress` or an item line too): refuse it, as PutItem stores
+    // exactly the item it is sent (API_PutItem.html).
     let known = to_item(&stored);
-    let mut unknown: Vec<&str> = item
-        .keys()
-        .filter(|k| !known.contains_key(*k))
-        .map(String::as_str)
-        .collect();
+    let mut unknown = Vec::new();
+    let mut changed = Vec::new();
+    for (name, value) in item.iter() {
+        match known.get(name) {
+            None => unknown.push(name.clone()),
+            Some(kept) => differences(value, kept, name, &mut unknown, &mut changed),
+        }
+    }
     if !unknown.is_empty() {
         unknown.sort_unstable();
         return Err(refuse(format!(
             "unknown attribute(s) {}; an order item has only the attributes store-orders writes",
             unknown.join(", ")
+        )));
+    }
+    if !changed.is_empty() {
+        changed.sort_unstable();
+        return Err(refuse(format!(
+            "attribute(s) {} would not be stored as sent",
+            changed.join(", ")
         )));
     }
     let checked =
@@ -97,6 +109,38 @@ pub(super) fn order_of(
         }
     }
     Ok(stored)
+}
+
+/// Where `given` (what the request sent at `path`) differs from `kept` (what the order item
+/// holds there): keys the order has no place for go to `unknown`, other differences to
+/// `changed`. Numbers compare by value: DynamoDB itself trims `1.50` to `1.5`.
+fn differences(
+    given: &AttributeValue,
+    kept: &AttributeValue,
+    path: &str,
+    unknown: &mut Vec<String>,
+    changed: &mut Vec<String>,
+) {
+    match (given, kept) {
+        (AttributeValue::M(g), AttributeValue::M(k)) => {
+            for (name, value) in g {
+                let at = format!("{path}.{name}");
+                match k.get(name) {
+                    None => unknown.push(at),
+                    Some(kept) => differences(value, kept, &at, unknown, changed),
+                }
+            }
+        }
+        (AttributeValue::L(g), AttributeValue::L(k)) if g.len() == k.len() => {
+            for (i, (value, kept)) in g.iter().zip(k).enumerate() {
+                differences(value, kept, &format!("{path}[{i}]"), unknown, changed);
+            }
+        }
+        (AttributeValue::N(a), AttributeValue::N(b))
+            if numbers::Number::parse(a).ok() == numbers::Number::parse(b).ok() => {}
+        (g, k) if g == k => {}
+        _ => changed.push(path.to_owned()),
+    }
 }
 
 /// `ReturnValues` / `ReturnValuesOnConditionCheckFailure`: `NONE` or `ALL_OLD`.
@@ -208,6 +252,48 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    /// PutItem stores the item it is sent (API_PutItem.html); an attribute nested where the
+    /// order has no field was once dropped without a word while the put succeeded.
+    #[test]
+    fn an_unknown_attribute_nested_in_the_address_or_an_item_line_is_refused_by_path() {
+        let (_, mut item) = sample();
+        let Some(AttributeValue::M(address)) = item.get_mut("shippingAddress") else {
+            panic!("the sample has an address")
+        };
+        address.insert("evil".into(), AttributeValue::S("x".into()));
+        let e = order_of(item).unwrap_err();
+        assert!(
+            e.message
+                .contains("unknown attribute(s) shippingAddress.evil;"),
+            "{}",
+            e.message
+        );
+        let (_, mut item) = sample();
+        let Some(AttributeValue::L(lines)) = item.get_mut("items") else {
+            panic!("the sample has item lines")
+        };
+        let Some(AttributeValue::M(line)) = lines.first_mut() else {
+            panic!("an item line is a map")
+        };
+        line.insert("evil".into(), AttributeValue::N("1".into()));
+        let e = order_of(item).unwrap_err();
+        assert!(
+            e.message.contains("unknown attribute(s) items[0].evil;"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_number_in_another_spelling_is_the_same_order() {
+        let (order, mut item) = sample();
+        let Some(AttributeValue::N(total)) = item.get("total").cloned() else {
+            panic!("the total is a number")
+        };
+        item.insert("total".into(), AttributeValue::N(format!("{total}000")));
+        assert_eq!(order_of(item).unwrap(), order);
     }
 
     #[test]

@@ -130,3 +130,25 @@ def test_a_put_whose_item_smuggles_a_nested_attribute_is_refused_not_stored_with
     put()  # the same order without it is stored; 1.50 is 1.5 as DynamoDB trims it
     stored = ddb.get_item(TableName="orders", Key={"orderID": {"S": order_id}})["Item"]
     assert stored["items"]["L"][0]["M"]["unitPrice"] == {"N": "1.5"}
+
+
+def test_the_segments_of_a_parallel_scan_together_visit_every_order_once(ddb_server, ddb):
+    # API_Scan.html#DDB-Scan-request-TotalSegments: the segments of a parallel scan split the
+    # table between them; SDK parallel-scan code (boto3 recipes, the Java enhanced client)
+    # was refused outright before.
+    for i in range(12):
+        status, _ = ddb_server.http("POST", "/orders", order(f"seg-{uuid.uuid4().hex[:10]}-{i}"))
+        assert status == 202
+
+    def ids(**kwargs):
+        pages = ddb.get_paginator("scan").paginate(TableName="orders", ProjectionExpression="orderID",
+                                                   PaginationConfig={"PageSize": 5}, **kwargs)
+        return [item["orderID"]["S"] for page in pages for item in page["Items"]]
+
+    wait_for(lambda: len([i for i in ids() if i.startswith("seg-")]) >= 12)
+    everything = ids()
+    segments = [ids(Segment=s, TotalSegments=4) for s in range(4)]
+    together = [i for segment in segments for i in segment]
+    assert sorted(together) == sorted(everything)
+    assert len(set(together)) == len(together)
+    assert sum(1 for segment in segments if segment) >= 2

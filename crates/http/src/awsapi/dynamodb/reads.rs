@@ -193,6 +193,47 @@ fn page(items: Vec<Item>, wants_items: bool, scanned: usize, last: Option<&str>)
     Value::Object(out)
 }
 
+/// A parallel scan's `Segment` of `TotalSegments`, checked as DynamoDB checks them
+/// (API_Scan.html#DDB-Scan-request-Segment): both or neither, `TotalSegments` 1 to 1000000,
+/// `Segment` below it.
+fn segment(segment: Option<i64>, total: Option<i64>) -> Result<Option<(u64, u64)>, AwsError> {
+    let (segment, total) = match (segment, total) {
+        (None, None) => return Ok(None),
+        (Some(s), Some(t)) => (s, t),
+        (Some(_), None) => {
+            return Err(validation(
+                "The TotalSegments parameter is required but was not present in the request when Segment parameter is present",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(validation(
+                "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+            ));
+        }
+    };
+    if !(1..=1_000_000).contains(&total) {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value between 1 and 1000000"
+        )));
+    }
+    if !(0..total).contains(&segment) {
+        return Err(validation(format!(
+            "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {segment} is out of bounds given TotalSegments: {total}"
+        )));
+    }
+    Ok(Some((segment.unsigned_abs(), total.unsigned_abs())))
+}
+
+/// The segment of `total` an order falls in: a stable hash of its key (FNV-1a), so the
+/// segments of one parallel scan are disjoint and together hold every order, as DynamoDB
+/// promises; which order lands where is, as on DynamoDB, unspecified.
+fn segment_of(id: &str, total: u64) -> u64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % total
+}
+
 impl DynamoDb<'_> {
     /// The stored order `id` as its item; `None` when no such order (an id our ids cannot
     /// take cannot be stored).
@@ -315,25 +356,15 @@ impl DynamoDb<'_> {
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>
-    /// Items come in key order; a page ends at `Limit` items or 1 MB read, with
+    /// A parallel scan's segment reads the whole key range and keeps its own orders (see
+    /// `segment_of`), so a page may hold fewer than `Limit` items, or none, with a
+    /// `LastEvaluatedKey`, as DynamoDB allows. Items come in key order; a page ends at `Limit` items or 1 MB read, with
     /// `LastEvaluatedKey` when more remain. As in DynamoDB, the filter applies after the
     /// read: `ScannedCount` counts the items read, `Count` those that matched.
     pub(super) async fn scan(&self, input: ScanInput) -> Result<Value, AwsError> {
         self.table(input.table_name.as_deref())?;
         check_no_index(input.index_name.as_deref())?;
-        match (input.segment, input.total_segments) {
-            (None, None) | (Some(0), Some(1)) => {}
-            (Some(_), Some(_)) => {
-                return Err(validation(
-                    "orderflow serve scans in one segment only: use Segment 0 of TotalSegments 1, or no segments",
-                ));
-            }
-            _ => {
-                return Err(validation(
-                    "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
-                ));
-            }
-        }
+        let segment = segment(input.segment, input.total_segments)?;
         let limit = check_limit(input.limit)?;
         let mut p = Placeholders::new(
             &input.shape.expression_attribute_names,
@@ -362,10 +393,15 @@ impl DynamoDb<'_> {
         let mut last = None;
         let mut more = found.more;
         for (i, order) in found.orders.iter().enumerate() {
+            last = Some(order.id().as_str());
+            if let Some((s, t)) = segment
+                && segment_of(order.id().as_str(), t) != s
+            {
+                continue;
+            }
             let item = item_of(order);
             bytes += wire(&item).to_string().len();
             scanned += 1;
-            last = Some(order.id().as_str());
             if keep(filter.as_ref(), &item) {
                 items.push(project(item, names.as_deref()));
             }
@@ -376,5 +412,45 @@ impl DynamoDb<'_> {
         }
         let last = if more { last } else { None };
         Ok(page(items, wants_items, scanned, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_segments_of_a_parallel_scan_split_the_orders_between_them() {
+        let ids: Vec<String> = (0..400).map(|i| format!("order-{i}")).collect();
+        let mut counts = [0usize; 4];
+        for id in &ids {
+            let s = segment_of(id, 4);
+            assert_eq!(s, segment_of(id, 4), "stable");
+            counts[usize::try_from(s).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+        assert!(ids.iter().all(|id| segment_of(id, 1) == 0));
+    }
+
+    /// API_Scan.html#DDB-Scan-request-Segment and -TotalSegments.
+    #[test]
+    fn segments_are_checked_as_dynamodb_checks_them() {
+        assert_eq!(segment(None, None).unwrap(), None);
+        assert_eq!(segment(Some(3), Some(4)).unwrap(), Some((3, 4)));
+        for (s, t, why) in [
+            (
+                Some(4),
+                Some(4),
+                "Segment: 4 is out of bounds given TotalSegments: 4",
+            ),
+            (Some(-1), Some(4), "out of bounds"),
+            (Some(0), Some(0), "between 1 and 1000000"),
+            (Some(0), Some(1_000_001), "between 1 and 1000000"),
+            (Some(0), None, "TotalSegments parameter is required"),
+            (None, Some(2), "Segment parameter is required"),
+        ] {
+            let e = segment(s, t).unwrap_err();
+            assert!(e.message.contains(why), "{s:?}/{t:?}: {}", e.message);
+        }
     }
 }

@@ -152,3 +152,29 @@ def test_the_segments_of_a_parallel_scan_together_visit_every_order_once(ddb_ser
     assert sorted(together) == sorted(everything)
     assert len(set(together)) == len(together)
     assert sum(1 for segment in segments if segment) >= 2
+
+
+def test_return_consumed_capacity_is_reported_in_the_shape_sdks_read(ddb_server, ddb):
+    # API_ConsumedCapacity.html: with ReturnConsumedCapacity TOTAL (or INDEXES) every read and
+    # write answers ConsumedCapacity (a list for BatchGetItem); code that reads
+    # response["ConsumedCapacity"] for its metrics once failed with a KeyError.
+    order_id = "cap-" + uuid.uuid4().hex[:12]
+    status, _ = ddb_server.http("POST", "/orders", order(order_id))
+    assert status == 202
+    key = {"orderID": {"S": order_id}}
+    wait_for(lambda: ddb.get_item(TableName="orders", Key=key).get("Item"))
+    got = ddb.get_item(TableName="orders", Key=key, ReturnConsumedCapacity="TOTAL")
+    assert got["ConsumedCapacity"] == {"TableName": "orders", "CapacityUnits": 0.5,
+                                       "ReadCapacityUnits": 0.5}
+    got = ddb.get_item(TableName="orders", Key=key, ConsistentRead=True,
+                       ReturnConsumedCapacity="INDEXES")
+    assert got["ConsumedCapacity"]["Table"] == {"CapacityUnits": 1.0, "ReadCapacityUnits": 1.0}
+    got = ddb.query(TableName="orders", KeyConditionExpression="orderID = :k",
+                    ExpressionAttributeValues={":k": key["orderID"]}, ReturnConsumedCapacity="TOTAL")
+    assert got["ConsumedCapacity"]["CapacityUnits"] == 0.5
+    assert ddb.scan(TableName="orders", Limit=1,
+                    ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"] > 0
+    got = ddb.batch_get_item(RequestItems={"orders": {"Keys": [key]}}, ReturnConsumedCapacity="TOTAL")
+    assert got["ConsumedCapacity"] == [{"TableName": "orders", "CapacityUnits": 0.5,
+                                        "ReadCapacityUnits": 0.5}]
+    assert "ConsumedCapacity" not in ddb.get_item(TableName="orders", Key=key)

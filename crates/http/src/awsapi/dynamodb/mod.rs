@@ -2,6 +2,7 @@
 //! table, `orders`. Operations, parameters and errors follow the DynamoDB API reference:
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Operations_Amazon_DynamoDB.html>
 
+mod capacity;
 mod expressions;
 mod grammar;
 mod numbers;

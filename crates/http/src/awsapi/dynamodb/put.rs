@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Value, json};
 
+use super::capacity::{self, Report};
 use super::expressions::{self, Placeholders};
 use super::numbers;
 use super::values::type_name;
@@ -29,6 +30,7 @@ pub(super) struct PutItemInput {
     expression_attribute_values: HashMap<String, AttributeValue>,
     return_values: Option<String>,
     return_values_on_condition_check_failure: Option<String>,
+    return_consumed_capacity: Option<String>,
     /// The legacy conditions (`Expected`, `ConditionalOperator`) are not served.
     expected: Option<Value>,
     conditional_operator: Option<String>,
@@ -165,6 +167,7 @@ impl DynamoDb<'_> {
             ));
         }
         all_old(input.return_values.as_deref(), "ReturnValues")?;
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
         let old_on_failure = all_old(
             input.return_values_on_condition_check_failure.as_deref(),
             "ReturnValuesOnConditionCheckFailure",
@@ -186,12 +189,16 @@ impl DynamoDb<'_> {
             )
         })?;
         attributes.values().try_for_each(numbers::check)?;
+        let size = wire(&Item::from(attributes.clone())).to_string().len();
         let order = order_of(attributes)?;
         tracing::Span::current().record("order_id", order.id().as_str());
         let table = self.state.engine.table();
         match table.put_new_synced(&order).await {
             // A new item has no old values, so ALL_OLD returns no Attributes.
-            Ok(()) => Ok(json!({})),
+            Ok(()) => Ok(match report.of(capacity::write_units(size), false) {
+                Some(consumed) => json!({"ConsumedCapacity": consumed}),
+                None => json!({}),
+            }),
             Err(TableError::AlreadyExists(id) | TableError::Conflict(id)) => {
                 Err(self.condition_failed(&id, old_on_failure).await)
             }

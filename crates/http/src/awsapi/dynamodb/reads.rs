@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value, json};
 
+use super::capacity::{self, Report};
 use super::expressions::{self, Placeholders};
 use super::grammar::{self, Filter};
 use super::paths::{self, Path};
@@ -25,8 +26,8 @@ const MAX_PAGE_ITEMS: usize = 1000;
 
 type Attributes = HashMap<String, AttributeValue>;
 
-/// What a read returns of each item: the projection, or all of it. `ConsistentRead` is
-/// accepted and needs no field: every read sees every acknowledged write (one writer, reads
+/// What a read returns of each item: the projection, or all of it. `ConsistentRead` changes
+/// only the capacity reported: every read sees every acknowledged write (one writer, reads
 /// after its commits).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
@@ -36,12 +37,15 @@ struct ReadShape {
     expression_attribute_names: HashMap<String, String>,
     /// The legacy form of a projection.
     attributes_to_get: Option<Vec<String>>,
+    /// Only what the read costs (`capacity`).
+    consistent_read: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct GetItemInput {
     table_name: Option<String>,
+    return_consumed_capacity: Option<String>,
     key: Option<Attributes>,
     #[serde(flatten)]
     shape: ReadShape,
@@ -52,6 +56,7 @@ pub(super) struct GetItemInput {
 pub(super) struct BatchGetItemInput {
     #[serde(default)]
     request_items: HashMap<String, KeysAndAttributes>,
+    return_consumed_capacity: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +72,7 @@ struct KeysAndAttributes {
 #[serde(rename_all = "PascalCase")]
 pub(super) struct QueryInput {
     table_name: Option<String>,
+    return_consumed_capacity: Option<String>,
     index_name: Option<String>,
     key_condition_expression: Option<String>,
     #[serde(default)]
@@ -83,6 +89,7 @@ pub(super) struct QueryInput {
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ScanInput {
     table_name: Option<String>,
+    return_consumed_capacity: Option<String>,
     index_name: Option<String>,
     #[serde(default)]
     expression_attribute_values: HashMap<String, AttributeValue>,
@@ -177,6 +184,19 @@ fn keep(filter: Option<&Filter>, item: &Item) -> bool {
     filter.is_none_or(|f| f.matches(item))
 }
 
+/// An item's size as capacity counts it (its wire size, a little over DynamoDB's own).
+fn size_of(item: &Item) -> usize {
+    wire(item).to_string().len()
+}
+
+/// `out` with its `ConsumedCapacity`, when one was asked for.
+fn with_capacity(mut out: Value, consumed: Option<Value>) -> Value {
+    if let (Value::Object(map), Some(consumed)) = (&mut out, consumed) {
+        map.insert("ConsumedCapacity".into(), consumed);
+    }
+    out
+}
+
 fn page(items: Vec<Item>, wants_items: bool, scanned: usize, last: Option<&str>) -> Value {
     let mut out = Map::new();
     out.insert("Count".into(), json!(items.len()));
@@ -261,10 +281,20 @@ impl DynamoDb<'_> {
         })?;
         let id = key_id(&key)?;
         let names = projection_only(&input.shape)?;
-        Ok(match self.item(&id).await? {
-            Some(item) => json!({"Item": wire(&project(item, names.as_deref()))}),
-            None => json!({}),
-        })
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        let consistent = input.shape.consistent_read.unwrap_or(false);
+        let (out, bytes) = match self.item(&id).await? {
+            Some(item) => {
+                let bytes = size_of(&item);
+                (
+                    json!({"Item": wire(&project(item, names.as_deref()))}),
+                    bytes,
+                )
+            }
+            None => (json!({}), 0),
+        };
+        let units = capacity::read_units(bytes, consistent);
+        Ok(with_capacity(out, report.of(units, true)))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>
@@ -280,6 +310,8 @@ impl DynamoDb<'_> {
                 "Too many items requested for the BatchGetItem call",
             ));
         }
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        let mut units = 0.0;
         let mut responses = Map::new();
         for (table, request) in &input.request_items {
             self.table(Some(table))?;
@@ -298,16 +330,25 @@ impl DynamoDb<'_> {
                 }
                 ids.push(id);
             }
+            let consistent = request.shape.consistent_read.unwrap_or(false);
             let mut items = Vec::new();
             for id in ids {
-                if let Some(item) = self.item(&id).await? {
+                // BatchGetItem charges each item as a read of its own.
+                let found = self.item(&id).await?;
+                units += capacity::read_units(found.as_ref().map_or(0, size_of), consistent);
+                if let Some(item) = found {
                     items.push(wire(&project(item, names.as_deref())));
                 }
             }
             responses.insert(table.clone(), Value::Array(items));
         }
         // 100 orders stay far below BatchGetItem's 16 MB, so every key is processed.
-        Ok(json!({"Responses": responses, "UnprocessedKeys": {}}))
+        let out = json!({"Responses": responses, "UnprocessedKeys": {}});
+        // BatchGetItem reports a list, one entry a table.
+        Ok(with_capacity(
+            out,
+            report.of(units, true).map(|c| Value::Array(vec![c])),
+        ))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Query.html>
@@ -347,12 +388,20 @@ impl DynamoDb<'_> {
             self.item(&id).await?
         };
         let scanned = usize::from(found.is_some());
+        let units = capacity::read_units(
+            found.as_ref().map_or(0, size_of),
+            input.shape.consistent_read.unwrap_or(false),
+        );
         let items: Vec<Item> = found
             .filter(|item| keep(filter.as_ref(), item))
             .map(|item| project(item, names.as_deref()))
             .into_iter()
             .collect();
-        Ok(page(items, wants_items, scanned, None))
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        Ok(with_capacity(
+            page(items, wants_items, scanned, None),
+            report.of(units, true),
+        ))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>
@@ -400,7 +449,7 @@ impl DynamoDb<'_> {
                 continue;
             }
             let item = item_of(order);
-            bytes += wire(&item).to_string().len();
+            bytes += size_of(&item);
             scanned += 1;
             if keep(filter.as_ref(), &item) {
                 items.push(project(item, names.as_deref()));
@@ -411,7 +460,12 @@ impl DynamoDb<'_> {
             }
         }
         let last = if more { last } else { None };
-        Ok(page(items, wants_items, scanned, last))
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        let units = capacity::read_units(bytes, input.shape.consistent_read.unwrap_or(false));
+        Ok(with_capacity(
+            page(items, wants_items, scanned, last),
+            report.of(units, true),
+        ))
     }
 }
 

@@ -9,8 +9,9 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
-from conftest import REGION, Server
+from conftest import REGION, Server, aws_client
 
 NS = "{http://sns.amazonaws.com/doc/2010-03-31/}"
 
@@ -44,3 +45,19 @@ def test_an_error_echoing_a_control_character_is_still_well_formed_xml(sns_serve
     root = ET.fromstring(body)
     assert root.find(f"{NS}Error/{NS}Code").text == "InvalidAction"
     assert "Foo\ufffd" in root.find(f"{NS}Error/{NS}Message").text
+
+
+def test_a_batch_whose_attributes_take_it_past_256_kib_is_refused(sns_server):
+    # API_PublishBatch.html: "The combined size of all messages in the batch, including each
+    # message's body and attributes, must not exceed" 256 KiB. Only the bodies were counted.
+    sns = aws_client(sns_server, "sns")
+    topic = sns.list_topics()["Topics"][0]["TopicArn"]
+    entries = [{"Id": str(i), "Message": "m",
+                "MessageAttributes": {"pad": {"DataType": "String", "StringValue": "x" * 30000}}}
+               for i in range(10)]
+    with pytest.raises(ClientError) as e:
+        sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
+    assert e.value.response["Error"]["Code"] == "BatchRequestTooLong"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    entries = entries[:8]  # 8 x 30 KB fits
+    assert len(sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)["Successful"]) == 8

@@ -156,6 +156,22 @@ fn publication(params: &Params) -> Result<Publication, AwsError> {
     })
 }
 
+/// What a batch entry adds to the batch's size: "the combined size of all messages in the
+/// batch, including each message's body and attributes" (API_PublishBatch.html), counted
+/// as `publication` counts one message (the attributes' names, types and values).
+fn entry_bytes(entry: &Params) -> usize {
+    let attributes: usize = entry
+        .entries("MessageAttributes", "Name")
+        .iter()
+        .map(|(name, value)| {
+            name.len()
+                + value.get("Value.DataType").map_or(0, str::len)
+                + value.get("Value.StringValue").map_or(0, str::len)
+        })
+        .sum();
+    entry.get("Message").map_or(0, str::len) + attributes
+}
+
 /// A batch entry id: 1-80 letters, digits, hyphens or underscores.
 fn valid_entry_id(id: &str) -> bool {
     !id.is_empty()
@@ -229,7 +245,7 @@ impl Sns<'_> {
                     format!("Two or more batch entries in the request have the same Id ({id})."),
                 ));
             }
-            total += entry.get("Message").map_or(0, str::len);
+            total += entry_bytes(entry);
         }
         if total > MAX_MESSAGE_BYTES {
             return Err(errors::sns(
@@ -309,6 +325,19 @@ mod tests {
         assert!(default_of_structure(r#"{"email": "mail"}"#).is_err());
         assert!(default_of_structure(r#"{"default": 1}"#).is_err());
         assert!(default_of_structure("not json").is_err());
+    }
+
+    #[test]
+    fn a_batch_entry_counts_its_attributes_toward_the_batch_size() {
+        let entry = Params::parse(
+            b"Id=a&Message=hello&MessageAttributes.entry.1.Name=kind\
+              &MessageAttributes.entry.1.Value.DataType=String\
+              &MessageAttributes.entry.1.Value.StringValue=note",
+        );
+        assert_eq!(
+            entry_bytes(&entry),
+            "hello".len() + "kind".len() + "String".len() + 4
+        );
     }
 
     #[test]

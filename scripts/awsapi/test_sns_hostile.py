@@ -61,3 +61,18 @@ def test_a_batch_whose_attributes_take_it_past_256_kib_is_refused(sns_server):
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     entries = entries[:8]  # 8 x 30 KB fits
     assert len(sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)["Successful"]) == 8
+
+
+def test_a_number_attribute_past_38_digits_or_1e126_is_refused(sns_server):
+    # https://docs.aws.amazon.com/sns/latest/dg/sns-message-attributes.html: a Number "can
+    # have up to 38 digits of precision, and it can be between 10^-128 and 10^+126". Anything
+    # a double could hold (1E300) was accepted.
+    sns = aws_client(sns_server, "sns")
+    topic = sns.list_topics()["Topics"][0]["TopicArn"]
+    for bad in ("1E300", "1" * 39, "1E-129"):
+        with pytest.raises(ClientError) as e:
+            sns.publish(TopicArn=topic, Message="m",
+                        MessageAttributes={"n": {"DataType": "Number", "StringValue": bad}})
+        assert e.value.response["Error"]["Code"] == "ParameterValueInvalid", bad
+    assert sns.publish(TopicArn=topic, Message="m",
+                       MessageAttributes={"n": {"DataType": "Number", "StringValue": "1E126"}})["MessageId"]

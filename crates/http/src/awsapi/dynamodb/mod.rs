@@ -5,7 +5,8 @@
 mod capacity;
 mod expressions;
 mod grammar;
-mod numbers;
+/// Also SNS's: its Number message attributes read the same way.
+pub(in crate::awsapi) mod numbers;
 mod paths;
 mod put;
 mod reads;

@@ -1,5 +1,6 @@
 //! DynamoDB's Number type: up to 38 significant digits within 1E-130 and 9.99…E+125 in
-//! magnitude, compared by exact value.
+//! magnitude, compared by exact value. SNS's Number attribute reads the same way with its
+//! own bounds.
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.NamingRulesDataTypes.html#HowItWorks.DataTypes.Number>
 
 use std::cmp::Ordering;
@@ -52,8 +53,9 @@ impl Invalid {
 }
 
 impl Number {
-    /// Reads `[+-]digits[.digits][e[+-]digits]` (or `.digits`), as DynamoDB does.
-    pub fn parse(text: &str) -> Result<Number, Invalid> {
+    /// Reads `[+-]digits[.digits][e[+-]digits]` (or `.digits`) of at most 38 significant
+    /// digits, in any magnitude.
+    pub fn read(text: &str) -> Result<Number, Invalid> {
         let bytes = text.as_bytes();
         let mut at = 0;
         let negative = match bytes.first() {
@@ -137,17 +139,34 @@ impl Number {
         if digits.len() > MAX_DIGITS {
             return Err(Invalid::TooManyDigits);
         }
-        if exponent > MAX_EXPONENT {
-            return Err(Invalid::Overflow);
-        }
-        if exponent < MIN_EXPONENT {
-            return Err(Invalid::Underflow);
-        }
         Ok(Number {
             negative,
             digits,
             exponent,
         })
+    }
+
+    /// Reads a number as DynamoDB accepts it: `read`, within 1E-130 and 9.99…E+125.
+    pub fn parse(text: &str) -> Result<Number, Invalid> {
+        let n = Number::read(text)?;
+        if n.is_zero() {
+            return Ok(n);
+        }
+        if n.exponent > MAX_EXPONENT {
+            return Err(Invalid::Overflow);
+        }
+        if n.exponent < MIN_EXPONENT {
+            return Err(Invalid::Underflow);
+        }
+        Ok(n)
+    }
+
+    /// Whether the magnitude lies within `10^min` and `10^max`, both included (zero does).
+    pub fn within_powers_of_ten(&self, min: i64, max: i64) -> bool {
+        // The value is 0.d… × 10^exponent: at least 10^(exponent-1), below 10^exponent.
+        self.is_zero()
+            || (self.exponent > min
+                && (self.exponent <= max || (self.exponent == max + 1 && self.digits == [1])))
     }
 
     fn is_zero(&self) -> bool {
@@ -251,6 +270,17 @@ mod tests {
         for pair in ascending.windows(2) {
             assert!(n(pair[0]) < n(pair[1]), "{} < {}", pair[0], pair[1]);
             assert!(n(pair[1]) > n(pair[0]), "{} > {}", pair[1], pair[0]);
+        }
+    }
+
+    #[test]
+    fn bounds_by_powers_of_ten_include_both_ends() {
+        let read = |t: &str| Number::read(t).unwrap();
+        for inside in ["0", "1E126", "-1E126", "1E-128", "9.99E125", "5"] {
+            assert!(read(inside).within_powers_of_ten(-128, 126), "{inside}");
+        }
+        for outside in ["1.1E126", "1E127", "9E-129", "-1E-129"] {
+            assert!(!read(outside).within_powers_of_ten(-128, 126), "{outside}");
         }
     }
 

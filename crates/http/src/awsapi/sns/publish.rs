@@ -17,6 +17,7 @@ use super::request::Params;
 use super::xml::Xml;
 use super::{Answer, Sns};
 use crate::awsapi::AwsError;
+use crate::awsapi::dynamodb::numbers::Number;
 
 /// SNS: a message, with its attributes, is at most 256 KiB; so is a whole batch.
 const MAX_MESSAGE_BYTES: usize = 262_144;
@@ -66,7 +67,9 @@ fn parse_attributes(params: &Params) -> Result<BTreeMap<String, MessageAttribute
                 )));
             }
             "String" => MessageAttribute::String(value.to_owned()),
-            "Number" if value.parse::<f64>().is_ok_and(f64::is_finite) => {
+            // "A number can have up to 38 digits of precision, and it can be between 10^-128
+            // and 10^+126" (sns-message-attributes.html#SNSMessageAttributes.DataTypes).
+            "Number" if Number::read(value).is_ok_and(|n| n.within_powers_of_ten(-128, 126)) => {
                 MessageAttribute::Number(value.to_owned())
             }
             "Number" => {
@@ -338,6 +341,39 @@ mod tests {
             entry_bytes(&entry),
             "hello".len() + "kind".len() + "String".len() + 4
         );
+    }
+
+    #[test]
+    fn a_number_attribute_has_38_digits_between_1e_minus_128_and_1e126() {
+        let number = |v: &str| {
+            let body = format!(
+                "MessageAttributes.entry.1.Name=n&MessageAttributes.entry.1.Value.DataType=Number&MessageAttributes.entry.1.Value.StringValue={v}"
+            );
+            parse_attributes(&Params::parse(body.as_bytes()))
+        };
+        for good in [
+            "1.50",
+            "-3",
+            "1E126",
+            "1E-128",
+            "12345678901234567890123456789012345678",
+        ] {
+            assert!(number(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "1E300",
+            "1E-129",
+            "123456789012345678901234567890123456789",
+            "NaN",
+            "inf",
+            "0x1",
+        ] {
+            let e = number(bad).unwrap_err();
+            assert_eq!(
+                e.message, "Could not cast message attribute 'n' value to number.",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -178,3 +178,13 @@ def test_return_consumed_capacity_is_reported_in_the_shape_sdks_read(ddb_server,
     assert got["ConsumedCapacity"] == [{"TableName": "orders", "CapacityUnits": 0.5,
                                         "ReadCapacityUnits": 0.5}]
     assert "ConsumedCapacity" not in ddb.get_item(TableName="orders", Key=key)
+
+
+def test_a_key_past_2048_bytes_is_refused_as_dynamodb_refuses_it(ddb):
+    # Constraints.html#limits-partition-sort-keys: a partition key value is at most 2048 bytes
+    # (the message, without a space before the number, is DynamoDB's as moto copies it).
+    message = validation_message(
+        lambda: ddb.get_item(TableName="orders", Key={"orderID": {"S": "x" * 2049}}))
+    assert message == ("One or more parameter values were invalid: Size of hashkey has exceeded "
+                       "the maximum size limit of2048 bytes")
+    assert "Item" not in ddb.get_item(TableName="orders", Key={"orderID": {"S": "x" * 2048}})

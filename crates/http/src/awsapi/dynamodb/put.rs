@@ -48,6 +48,14 @@ pub(super) fn order_of(
                 "One or more parameter values were invalid: Missing the key {KEY} in the item"
             )));
         }
+        Some(AttributeValue::S(id)) if id.is_empty() => {
+            return Err(validation(format!(
+                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {KEY}"
+            )));
+        }
+        Some(AttributeValue::S(id)) if id.len() > super::MAX_KEY_BYTES => {
+            return Err(super::key_too_long());
+        }
         Some(AttributeValue::S(_)) => {}
         Some(other) => {
             return Err(validation(format!(
@@ -339,6 +347,26 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("Type mismatch for key orderID expected: S actual: N")
+        );
+    }
+
+    /// Constraints.html#limits-partition-sort-keys: a partition key is 1 to 2048 bytes.
+    #[test]
+    fn an_empty_or_too_long_key_is_refused_in_dynamodbs_words() {
+        let (_, mut item) = sample();
+        item.insert(KEY.into(), AttributeValue::S(String::new()));
+        assert!(
+            order_of(item.clone())
+                .unwrap_err()
+                .message
+                .contains("cannot contain an empty string value. Key: orderID")
+        );
+        item.insert(KEY.into(), AttributeValue::S("x".repeat(2049)));
+        assert!(
+            order_of(item)
+                .unwrap_err()
+                .message
+                .contains("Size of hashkey has exceeded the maximum size limit of2048 bytes")
         );
     }
 

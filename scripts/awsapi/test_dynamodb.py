@@ -332,14 +332,15 @@ def test_scan_and_query_filter_the_items_they_read(ddb, table):
     assert "operand type: N" in e.value.response["Error"]["Message"]
 
 
-def test_an_index_or_a_parallel_scan_is_refused_with_the_reason(ddb_server, ddb):
+def test_an_index_or_a_segment_out_of_bounds_is_refused_with_the_reason(ddb_server, ddb):
     # API_Scan.html#DDB-Scan-request-IndexName: ValidationException for an index the table lacks
     with pytest.raises(ClientError) as e:
         ddb.scan(TableName="orders", IndexName="byCustomer")
     assert code(e.value) == ("ValidationException", 400)
+    # API_Scan.html#DDB-Scan-request-Segment: Segment is zero-based, below TotalSegments.
     with pytest.raises(ClientError) as e:
-        ddb.scan(TableName="orders", Segment=1, TotalSegments=4)
-    assert "one segment" in e.value.response["Error"]["Message"]
+        ddb.scan(TableName="orders", Segment=4, TotalSegments=4)
+    assert "Segment: 4 is out of bounds given TotalSegments: 4" in e.value.response["Error"]["Message"]
     # boto3 checks Limit >= 1 itself; the server checks it too.
     status, _, body = raw(ddb_server, "Scan", {"TableName": "orders", "Limit": 0})
     assert (status, body["__type"]) == (400, "com.amazonaws.dynamodb.v20120810#ValidationException")

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_dynamo::AttributeValue;
 
-use super::{KEY, validation};
+use super::{KEY, numbers, validation};
 use crate::awsapi::AwsError;
 
 /// DynamoDB's reserved words, one a line, sorted; an expression must name such an attribute
@@ -15,6 +15,22 @@ use crate::awsapi::AwsError;
 /// against this server works against DynamoDB.
 /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ReservedWords.html>
 const RESERVED_WORDS: &str = include_str!("reserved_words.txt");
+
+/// "The maximum length of any expression string is 4 KB" (Constraints.html#limits-expression-parameters,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html>).
+/// Checked before parsing, so no request makes the parser read more than this.
+pub const MAX_EXPRESSION_BYTES: usize = 4 * 1024;
+
+/// Refuses an expression string past DynamoDB's 4 KB, as DynamoDB does.
+pub fn check_size(expression: &str, what: &str) -> Result<(), AwsError> {
+    if expression.len() > MAX_EXPRESSION_BYTES {
+        return Err(validation(format!(
+            "Invalid {what}: Expression size has exceeded the maximum allowed size; expression size: {}",
+            expression.len()
+        )));
+    }
+    Ok(())
+}
 
 fn is_reserved(name: &str) -> bool {
     RESERVED_WORDS
@@ -66,9 +82,11 @@ impl<'a> Placeholders<'a> {
         }
     }
 
+    /// The value `:token` stands for; a number in it must be one DynamoDB accepts.
     pub(super) fn value(&mut self, token: &str) -> Result<&'a AttributeValue, AwsError> {
         match self.values.get_key_value(token) {
             Some((key, value)) => {
+                numbers::check(value)?;
                 self.used_values.insert(key);
                 Ok(value)
             }
@@ -113,6 +131,7 @@ impl<'a> Placeholders<'a> {
 /// placeholders and parentheses). The table has only a partition key, so equality on it is
 /// the only key condition DynamoDB accepts.
 pub fn key_condition(expression: &str, p: &mut Placeholders<'_>) -> Result<String, AwsError> {
+    check_size(expression, "KeyConditionExpression")?;
     let tokens = tokens(expression);
     let inner: Vec<&str> = tokens
         .iter()
@@ -155,6 +174,7 @@ pub fn key_condition(expression: &str, p: &mut Placeholders<'_>) -> Result<Strin
 /// Accepts `attribute_not_exists(orderID)` (the condition `store-orders` puts with) and
 /// nothing else: orders are kept as first written, so no other put may reach the table.
 pub fn put_condition(expression: &str, p: &mut Placeholders<'_>) -> Result<(), AwsError> {
+    check_size(expression, "ConditionExpression")?;
     let tokens = tokens(expression);
     let t: Vec<&str> = tokens.iter().map(String::as_str).collect();
     if let ["attribute_not_exists", "(", name, ")"] = t.as_slice()

@@ -7,7 +7,7 @@
 
 use serde_dynamo::{AttributeValue, Item};
 
-use super::expressions::Placeholders;
+use super::expressions::{Placeholders, check_size};
 use super::paths::{Path, Step, check_apart};
 use super::validation;
 use super::values::{Comparator, compare, equal, size, type_name};
@@ -16,14 +16,26 @@ use crate::awsapi::AwsError;
 const FILTER: &str = "FilterExpression";
 const PROJECTION: &str = "ProjectionExpression";
 
+/// "The maximum number of operands for the IN comparator is 100"
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html#limits-expression-parameters>).
+const MAX_IN_OPERANDS: usize = 100;
+
+/// How deep parentheses and `NOT`s may nest. The parser and the evaluator
+/// recurse once a level, so without a bound a 4 KB expression of `(((...)))` overflows a
+/// worker's stack and aborts the whole server. DynamoDB documents no such depth; this bound
+/// is ours, far past what a hand-written or generated filter nests (DynamoDB's own cap on
+/// an UpdateExpression is 300 operators).
+const MAX_DEPTH: usize = 64;
+
 /// A parsed condition.
 #[derive(Debug)]
 pub struct Filter(Condition);
 
 #[derive(Debug)]
 enum Condition {
-    Or(Box<Condition>, Box<Condition>),
-    And(Box<Condition>, Box<Condition>),
+    /// `a OR b OR c` as one node, so a long chain nests no deeper than one of its terms.
+    Or(Vec<Condition>),
+    And(Vec<Condition>),
     Not(Box<Condition>),
     Compare(Operand, Comparator, Operand),
     Between(Operand, Operand, Operand),
@@ -134,6 +146,8 @@ struct Parser<'p, 'a> {
     /// The parameter being parsed, for error messages.
     what: &'static str,
     p: &'p mut Placeholders<'a>,
+    /// How many conditions enclose the one being parsed (see `MAX_DEPTH`).
+    depth: usize,
 }
 
 impl<'p, 'a> Parser<'p, 'a> {
@@ -142,12 +156,26 @@ impl<'p, 'a> Parser<'p, 'a> {
         what: &'static str,
         p: &'p mut Placeholders<'a>,
     ) -> Result<Self, AwsError> {
+        check_size(expression, what)?;
         Ok(Parser {
             tokens: tokens(expression, what)?,
             at: 0,
             what,
             p,
+            depth: 0,
         })
+    }
+
+    /// Enters one more level of nesting, refusing one past `MAX_DEPTH`.
+    fn deeper(&mut self) -> Result<(), AwsError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(validation(format!(
+                "Invalid {}: The expression nests conditions more than {MAX_DEPTH} deep (orderflow serve's limit: it evaluates each level on the stack)",
+                self.what
+            )));
+        }
+        Ok(())
     }
 
     fn syntax(&self, token: &str) -> AwsError {
@@ -186,24 +214,33 @@ impl<'p, 'a> Parser<'p, 'a> {
     }
 
     fn or(&mut self) -> Result<Condition, AwsError> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.keyword("OR") {
-            left = Condition::Or(Box::new(left), Box::new(self.and()?));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(match terms.len() {
+            1 => terms.pop().expect("one term"),
+            _ => Condition::Or(terms),
+        })
     }
 
     fn and(&mut self) -> Result<Condition, AwsError> {
-        let mut left = self.not()?;
+        let mut terms = vec![self.not()?];
         while self.keyword("AND") {
-            left = Condition::And(Box::new(left), Box::new(self.not()?));
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(match terms.len() {
+            1 => terms.pop().expect("one term"),
+            _ => Condition::And(terms),
+        })
     }
 
     fn not(&mut self) -> Result<Condition, AwsError> {
         if self.keyword("NOT") {
-            return Ok(Condition::Not(Box::new(self.not()?)));
+            self.deeper()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Condition::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -211,7 +248,9 @@ impl<'p, 'a> Parser<'p, 'a> {
     fn primary(&mut self) -> Result<Condition, AwsError> {
         if self.peek() == Some("(") {
             self.at += 1;
+            self.deeper()?;
             let inner = self.or()?;
+            self.depth -= 1;
             self.expect(")")?;
             return Ok(inner);
         }
@@ -232,6 +271,13 @@ impl<'p, 'a> Parser<'p, 'a> {
             while self.peek() == Some(",") {
                 self.at += 1;
                 list.push(self.operand()?);
+                if list.len() > MAX_IN_OPERANDS {
+                    return Err(validation(format!(
+                        "Invalid {}: The IN operator is provided with too many operands; number of operands: {}",
+                        self.what,
+                        list.len()
+                    )));
+                }
             }
             self.expect(")")?;
             return Ok(Condition::In(left, list));
@@ -373,8 +419,8 @@ impl Operand {
 impl Condition {
     fn holds(&self, item: &Item) -> bool {
         match self {
-            Condition::Or(a, b) => a.holds(item) || b.holds(item),
-            Condition::And(a, b) => a.holds(item) && b.holds(item),
+            Condition::Or(terms) => terms.iter().any(|c| c.holds(item)),
+            Condition::And(terms) => terms.iter().all(|c| c.holds(item)),
             Condition::Not(a) => !a.holds(item),
             Condition::Compare(a, op, b) => {
                 compare(a.resolve(item).as_ref(), *op, b.resolve(item).as_ref())
@@ -417,9 +463,10 @@ impl Condition {
 
     fn names<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
-            Condition::Or(a, b) | Condition::And(a, b) => {
-                a.names(out);
-                b.names(out);
+            Condition::Or(terms) | Condition::And(terms) => {
+                for c in terms {
+                    c.names(out);
+                }
             }
             Condition::Not(a) => a.names(out),
             Condition::Compare(a, _, b) => {
@@ -555,6 +602,87 @@ mod tests {
             let e = Filter::parse(expression, &mut Placeholders::new(&names, &values)).unwrap_err();
             assert!(e.message.contains(why), "{expression}: {}", e.message);
         }
+    }
+
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html#limits-expression-parameters>:
+    /// an expression string is at most 4 KB.
+    #[test]
+    fn an_expression_past_4_kb_is_refused_before_it_is_parsed() {
+        let names = HashMap::new();
+        let values: HashMap<String, AttributeValue> =
+            [(":v".to_string(), s("EUR"))].into_iter().collect();
+        let long = format!("currency = :v{}", " ".repeat(4096));
+        let e = Filter::parse(&long, &mut Placeholders::new(&names, &values)).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "Invalid FilterExpression: Expression size has exceeded the maximum allowed size; expression size: {}",
+                long.len()
+            )
+        );
+        let projection = (0..900)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(projection.len() > 4096);
+        let e =
+            super::projection(&projection, &mut Placeholders::new(&names, &values)).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("Invalid ProjectionExpression: Expression size has exceeded"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// A hostile filter of 4 KB of parentheses or NOTs once overflowed a worker's stack and
+    /// aborted the server; it is a ValidationException now, and a long flat chain of ORs
+    /// (one level) still parses and evaluates.
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let names = HashMap::new();
+        let values: HashMap<String, AttributeValue> =
+            [(":v".to_string(), s("EUR"))].into_iter().collect();
+        for hostile in [
+            format!("{}currency = :v{}", "(".repeat(2000), ")".repeat(2000)),
+            format!("{}currency = :v", "NOT ".repeat(1000)),
+        ] {
+            assert!(hostile.len() <= 4096);
+            let e = Filter::parse(&hostile, &mut Placeholders::new(&names, &values)).unwrap_err();
+            assert!(e.message.contains("more than 64 deep"), "{}", e.message);
+        }
+        let nested = format!("{}currency = :v{}", "(".repeat(64), ")".repeat(64));
+        assert!(eval(&nested, &[], &[(":v", s("EUR"))]));
+        let not_twice = format!("{}currency = :v", "NOT ".repeat(64));
+        assert!(eval(&not_twice, &[], &[(":v", s("EUR"))]));
+        let chain = vec!["currency = :v"; 200].join(" OR ");
+        assert!(chain.len() <= 4096);
+        assert!(eval(&chain, &[], &[(":v", s("EUR"))]));
+        let chain = vec!["currency = :v"; 200].join(" AND ");
+        assert!(eval(&chain, &[], &[(":v", s("EUR"))]));
+    }
+
+    /// "The maximum number of operands for the IN comparator is 100" (Constraints.html above).
+    #[test]
+    fn in_takes_at_most_100_operands() {
+        let list = |n: usize| vec![":v"; n].join(", ");
+        assert!(eval(
+            &format!("currency IN ({})", list(100)),
+            &[],
+            &[(":v", s("EUR"))]
+        ));
+        let names = HashMap::new();
+        let values: HashMap<String, AttributeValue> =
+            [(":v".to_string(), s("EUR"))].into_iter().collect();
+        let e = Filter::parse(
+            &format!("currency IN ({})", list(101)),
+            &mut Placeholders::new(&names, &values),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid FilterExpression: The IN operator is provided with too many operands; number of operands: 101"
+        );
     }
 
     fn project_with(expression: &str, names: &[(&str, &str)]) -> Result<Item, AwsError> {

@@ -2,8 +2,11 @@
 //! table, `orders`. Operations, parameters and errors follow the DynamoDB API reference:
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Operations_Amazon_DynamoDB.html>
 
+mod capacity;
 mod expressions;
 mod grammar;
+/// Also SNS's: its Number message attributes read the same way.
+pub(in crate::awsapi) mod numbers;
 mod paths;
 mod put;
 mod reads;
@@ -230,12 +233,25 @@ fn wire(item: &Item) -> Value {
     serde_json::to_value(item).expect("items serialize")
 }
 
+/// "The maximum length of a partition key value is 2048 bytes"
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html#limits-partition-sort-keys>).
+const MAX_KEY_BYTES: usize = 2048;
+
+/// DynamoDB's refusal of a partition key past 2048 bytes; its message has no space before
+/// the number (moto copies it so: moto/dynamodb/exceptions.py, `HashKeyTooLong`).
+fn key_too_long() -> AwsError {
+    validation(format!(
+        "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of{MAX_KEY_BYTES} bytes"
+    ))
+}
+
 /// The order id a `Key` names: exactly the partition key, a string.
 fn key_id(key: &HashMap<String, AttributeValue>) -> Result<String, AwsError> {
     match (key.len(), key.get(KEY)) {
         (1, Some(AttributeValue::S(id))) if id.is_empty() => Err(validation(format!(
             "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {KEY}"
         ))),
+        (1, Some(AttributeValue::S(id))) if id.len() > MAX_KEY_BYTES => Err(key_too_long()),
         (1, Some(AttributeValue::S(id))) => Ok(id.clone()),
         _ => Err(validation(
             "The provided key element does not match the schema",
@@ -259,6 +275,14 @@ mod tests {
             key_id(&key(&[(KEY, AttributeValue::S("o-1".into()))])).unwrap(),
             "o-1"
         );
+        let long = key(&[(KEY, AttributeValue::S("x".repeat(2049)))]);
+        assert!(
+            key_id(&long)
+                .unwrap_err()
+                .message
+                .ends_with("maximum size limit of2048 bytes")
+        );
+        assert!(key_id(&key(&[(KEY, AttributeValue::S("x".repeat(2048)))])).is_ok());
         for bad in [
             key(&[(KEY, AttributeValue::N("1".into()))]),
             key(&[("id", AttributeValue::S("o-1".into()))]),

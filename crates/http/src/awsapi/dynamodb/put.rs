@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Value, json};
 
+use super::capacity::{self, Report};
 use super::expressions::{self, Placeholders};
+use super::numbers;
 use super::values::type_name;
 use super::{CONTENT_HASH, DynamoDb, KEY, error, item_of, validation, wire};
 use crate::awsapi::AwsError;
@@ -28,6 +30,7 @@ pub(super) struct PutItemInput {
     expression_attribute_values: HashMap<String, AttributeValue>,
     return_values: Option<String>,
     return_values_on_condition_check_failure: Option<String>,
+    return_consumed_capacity: Option<String>,
     /// The legacy conditions (`Expected`, `ConditionalOperator`) are not served.
     expected: Option<Value>,
     conditional_operator: Option<String>,
@@ -45,6 +48,14 @@ pub(super) fn order_of(
                 "One or more parameter values were invalid: Missing the key {KEY} in the item"
             )));
         }
+        Some(AttributeValue::S(id)) if id.is_empty() => {
+            return Err(validation(format!(
+                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {KEY}"
+            )));
+        }
+        Some(AttributeValue::S(id)) if id.len() > super::MAX_KEY_BYTES => {
+            return Err(super::key_too_long());
+        }
         Some(AttributeValue::S(_)) => {}
         Some(other) => {
             return Err(validation(format!(
@@ -61,18 +72,30 @@ pub(super) fn order_of(
     };
     let item = Item::from(attributes);
     let stored = from_item(&item).map_err(|e| refuse(e.to_string()))?;
-    // Attributes the order item does not have would be dropped silently: refuse them.
+    // What the order item does not hold would be dropped silently, at any depth (an extra
+    // key inside `shippingAddress` or an item line too): refuse it, as PutItem stores
+    // exactly the item it is sent (API_PutItem.html).
     let known = to_item(&stored);
-    let mut unknown: Vec<&str> = item
-        .keys()
-        .filter(|k| !known.contains_key(*k))
-        .map(String::as_str)
-        .collect();
+    let mut unknown = Vec::new();
+    let mut changed = Vec::new();
+    for (name, value) in item.iter() {
+        match known.get(name) {
+            None => unknown.push(name.clone()),
+            Some(kept) => differences(value, kept, name, &mut unknown, &mut changed),
+        }
+    }
     if !unknown.is_empty() {
         unknown.sort_unstable();
         return Err(refuse(format!(
             "unknown attribute(s) {}; an order item has only the attributes store-orders writes",
             unknown.join(", ")
+        )));
+    }
+    if !changed.is_empty() {
+        changed.sort_unstable();
+        return Err(refuse(format!(
+            "attribute(s) {} would not be stored as sent",
+            changed.join(", ")
         )));
     }
     let checked =
@@ -98,6 +121,38 @@ pub(super) fn order_of(
     Ok(stored)
 }
 
+/// Where `given` (what the request sent at `path`) differs from `kept` (what the order item
+/// holds there): keys the order has no place for go to `unknown`, other differences to
+/// `changed`. Numbers compare by value: DynamoDB itself trims `1.50` to `1.5`.
+fn differences(
+    given: &AttributeValue,
+    kept: &AttributeValue,
+    path: &str,
+    unknown: &mut Vec<String>,
+    changed: &mut Vec<String>,
+) {
+    match (given, kept) {
+        (AttributeValue::M(g), AttributeValue::M(k)) => {
+            for (name, value) in g {
+                let at = format!("{path}.{name}");
+                match k.get(name) {
+                    None => unknown.push(at),
+                    Some(kept) => differences(value, kept, &at, unknown, changed),
+                }
+            }
+        }
+        (AttributeValue::L(g), AttributeValue::L(k)) if g.len() == k.len() => {
+            for (i, (value, kept)) in g.iter().zip(k).enumerate() {
+                differences(value, kept, &format!("{path}[{i}]"), unknown, changed);
+            }
+        }
+        (AttributeValue::N(a), AttributeValue::N(b))
+            if numbers::Number::parse(a).ok() == numbers::Number::parse(b).ok() => {}
+        (g, k) if g == k => {}
+        _ => changed.push(path.to_owned()),
+    }
+}
+
 /// `ReturnValues` / `ReturnValuesOnConditionCheckFailure`: `NONE` or `ALL_OLD`.
 fn all_old(value: Option<&str>, parameter: &str) -> Result<bool, AwsError> {
     match value {
@@ -120,6 +175,7 @@ impl DynamoDb<'_> {
             ));
         }
         all_old(input.return_values.as_deref(), "ReturnValues")?;
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
         let old_on_failure = all_old(
             input.return_values_on_condition_check_failure.as_deref(),
             "ReturnValuesOnConditionCheckFailure",
@@ -140,12 +196,17 @@ impl DynamoDb<'_> {
                 "1 validation error detected: Value null at 'item' failed to satisfy constraint: Member must not be null",
             )
         })?;
+        attributes.values().try_for_each(numbers::check)?;
+        let size = wire(&Item::from(attributes.clone())).to_string().len();
         let order = order_of(attributes)?;
         tracing::Span::current().record("order_id", order.id().as_str());
         let table = self.state.engine.table();
         match table.put_new_synced(&order).await {
             // A new item has no old values, so ALL_OLD returns no Attributes.
-            Ok(()) => Ok(json!({})),
+            Ok(()) => Ok(match report.of(capacity::write_units(size), false) {
+                Some(consumed) => json!({"ConsumedCapacity": consumed}),
+                None => json!({}),
+            }),
             Err(TableError::AlreadyExists(id) | TableError::Conflict(id)) => {
                 Err(self.condition_failed(&id, old_on_failure).await)
             }
@@ -208,6 +269,48 @@ mod tests {
         );
     }
 
+    /// PutItem stores the item it is sent (API_PutItem.html); an attribute nested where the
+    /// order has no field was once dropped without a word while the put succeeded.
+    #[test]
+    fn an_unknown_attribute_nested_in_the_address_or_an_item_line_is_refused_by_path() {
+        let (_, mut item) = sample();
+        let Some(AttributeValue::M(address)) = item.get_mut("shippingAddress") else {
+            panic!("the sample has an address")
+        };
+        address.insert("evil".into(), AttributeValue::S("x".into()));
+        let e = order_of(item).unwrap_err();
+        assert!(
+            e.message
+                .contains("unknown attribute(s) shippingAddress.evil;"),
+            "{}",
+            e.message
+        );
+        let (_, mut item) = sample();
+        let Some(AttributeValue::L(lines)) = item.get_mut("items") else {
+            panic!("the sample has item lines")
+        };
+        let Some(AttributeValue::M(line)) = lines.first_mut() else {
+            panic!("an item line is a map")
+        };
+        line.insert("evil".into(), AttributeValue::N("1".into()));
+        let e = order_of(item).unwrap_err();
+        assert!(
+            e.message.contains("unknown attribute(s) items[0].evil;"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_number_in_another_spelling_is_the_same_order() {
+        let (order, mut item) = sample();
+        let Some(AttributeValue::N(total)) = item.get("total").cloned() else {
+            panic!("the total is a number")
+        };
+        item.insert("total".into(), AttributeValue::N(format!("{total}000")));
+        assert_eq!(order_of(item).unwrap(), order);
+    }
+
     #[test]
     fn a_wrong_total_or_content_hash_is_refused() {
         let (_, mut item) = sample();
@@ -244,6 +347,26 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("Type mismatch for key orderID expected: S actual: N")
+        );
+    }
+
+    /// Constraints.html#limits-partition-sort-keys: a partition key is 1 to 2048 bytes.
+    #[test]
+    fn an_empty_or_too_long_key_is_refused_in_dynamodbs_words() {
+        let (_, mut item) = sample();
+        item.insert(KEY.into(), AttributeValue::S(String::new()));
+        assert!(
+            order_of(item.clone())
+                .unwrap_err()
+                .message
+                .contains("cannot contain an empty string value. Key: orderID")
+        );
+        item.insert(KEY.into(), AttributeValue::S("x".repeat(2049)));
+        assert!(
+            order_of(item)
+                .unwrap_err()
+                .message
+                .contains("Size of hashkey has exceeded the maximum size limit of2048 bytes")
         );
     }
 

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
 use serde_json::{Map, Value, json};
 
+use super::capacity::{self, Report};
 use super::expressions::{self, Placeholders};
 use super::grammar::{self, Filter};
 use super::paths::{self, Path};
@@ -25,8 +26,8 @@ const MAX_PAGE_ITEMS: usize = 1000;
 
 type Attributes = HashMap<String, AttributeValue>;
 
-/// What a read returns of each item: the projection, or all of it. `ConsistentRead` is
-/// accepted and needs no field: every read sees every acknowledged write (one writer, reads
+/// What a read returns of each item: the projection, or all of it. `ConsistentRead` changes
+/// only the capacity reported: every read sees every acknowledged write (one writer, reads
 /// after its commits).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase")]
@@ -36,12 +37,15 @@ struct ReadShape {
     expression_attribute_names: HashMap<String, String>,
     /// The legacy form of a projection.
     attributes_to_get: Option<Vec<String>>,
+    /// Only what the read costs (`capacity`).
+    consistent_read: Option<bool>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct GetItemInput {
     table_name: Option<String>,
+    return_consumed_capacity: Option<String>,
     key: Option<Attributes>,
     #[serde(flatten)]
     shape: ReadShape,
@@ -52,6 +56,7 @@ pub(super) struct GetItemInput {
 pub(super) struct BatchGetItemInput {
     #[serde(default)]
     request_items: HashMap<String, KeysAndAttributes>,
+    return_consumed_capacity: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +72,7 @@ struct KeysAndAttributes {
 #[serde(rename_all = "PascalCase")]
 pub(super) struct QueryInput {
     table_name: Option<String>,
+    return_consumed_capacity: Option<String>,
     index_name: Option<String>,
     key_condition_expression: Option<String>,
     #[serde(default)]
@@ -83,6 +89,7 @@ pub(super) struct QueryInput {
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ScanInput {
     table_name: Option<String>,
+    return_consumed_capacity: Option<String>,
     index_name: Option<String>,
     #[serde(default)]
     expression_attribute_values: HashMap<String, AttributeValue>,
@@ -177,6 +184,19 @@ fn keep(filter: Option<&Filter>, item: &Item) -> bool {
     filter.is_none_or(|f| f.matches(item))
 }
 
+/// An item's size as capacity counts it (its wire size, a little over DynamoDB's own).
+fn size_of(item: &Item) -> usize {
+    wire(item).to_string().len()
+}
+
+/// `out` with its `ConsumedCapacity`, when one was asked for.
+fn with_capacity(mut out: Value, consumed: Option<Value>) -> Value {
+    if let (Value::Object(map), Some(consumed)) = (&mut out, consumed) {
+        map.insert("ConsumedCapacity".into(), consumed);
+    }
+    out
+}
+
 fn page(items: Vec<Item>, wants_items: bool, scanned: usize, last: Option<&str>) -> Value {
     let mut out = Map::new();
     out.insert("Count".into(), json!(items.len()));
@@ -191,6 +211,47 @@ fn page(items: Vec<Item>, wants_items: bool, scanned: usize, last: Option<&str>)
         out.insert("LastEvaluatedKey".into(), json!({KEY: {"S": id}}));
     }
     Value::Object(out)
+}
+
+/// A parallel scan's `Segment` of `TotalSegments`, checked as DynamoDB checks them
+/// (API_Scan.html#DDB-Scan-request-Segment): both or neither, `TotalSegments` 1 to 1000000,
+/// `Segment` below it.
+fn segment(segment: Option<i64>, total: Option<i64>) -> Result<Option<(u64, u64)>, AwsError> {
+    let (segment, total) = match (segment, total) {
+        (None, None) => return Ok(None),
+        (Some(s), Some(t)) => (s, t),
+        (Some(_), None) => {
+            return Err(validation(
+                "The TotalSegments parameter is required but was not present in the request when Segment parameter is present",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(validation(
+                "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+            ));
+        }
+    };
+    if !(1..=1_000_000).contains(&total) {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value between 1 and 1000000"
+        )));
+    }
+    if !(0..total).contains(&segment) {
+        return Err(validation(format!(
+            "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {segment} is out of bounds given TotalSegments: {total}"
+        )));
+    }
+    Ok(Some((segment.unsigned_abs(), total.unsigned_abs())))
+}
+
+/// The segment of `total` an order falls in: a stable hash of its key (FNV-1a), so the
+/// segments of one parallel scan are disjoint and together hold every order, as DynamoDB
+/// promises; which order lands where is, as on DynamoDB, unspecified.
+fn segment_of(id: &str, total: u64) -> u64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    hash % total
 }
 
 impl DynamoDb<'_> {
@@ -220,10 +281,20 @@ impl DynamoDb<'_> {
         })?;
         let id = key_id(&key)?;
         let names = projection_only(&input.shape)?;
-        Ok(match self.item(&id).await? {
-            Some(item) => json!({"Item": wire(&project(item, names.as_deref()))}),
-            None => json!({}),
-        })
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        let consistent = input.shape.consistent_read.unwrap_or(false);
+        let (out, bytes) = match self.item(&id).await? {
+            Some(item) => {
+                let bytes = size_of(&item);
+                (
+                    json!({"Item": wire(&project(item, names.as_deref()))}),
+                    bytes,
+                )
+            }
+            None => (json!({}), 0),
+        };
+        let units = capacity::read_units(bytes, consistent);
+        Ok(with_capacity(out, report.of(units, true)))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>
@@ -239,6 +310,8 @@ impl DynamoDb<'_> {
                 "Too many items requested for the BatchGetItem call",
             ));
         }
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        let mut units = 0.0;
         let mut responses = Map::new();
         for (table, request) in &input.request_items {
             self.table(Some(table))?;
@@ -257,16 +330,25 @@ impl DynamoDb<'_> {
                 }
                 ids.push(id);
             }
+            let consistent = request.shape.consistent_read.unwrap_or(false);
             let mut items = Vec::new();
             for id in ids {
-                if let Some(item) = self.item(&id).await? {
+                // BatchGetItem charges each item as a read of its own.
+                let found = self.item(&id).await?;
+                units += capacity::read_units(found.as_ref().map_or(0, size_of), consistent);
+                if let Some(item) = found {
                     items.push(wire(&project(item, names.as_deref())));
                 }
             }
             responses.insert(table.clone(), Value::Array(items));
         }
         // 100 orders stay far below BatchGetItem's 16 MB, so every key is processed.
-        Ok(json!({"Responses": responses, "UnprocessedKeys": {}}))
+        let out = json!({"Responses": responses, "UnprocessedKeys": {}});
+        // BatchGetItem reports a list, one entry a table.
+        Ok(with_capacity(
+            out,
+            report.of(units, true).map(|c| Value::Array(vec![c])),
+        ))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Query.html>
@@ -306,34 +388,32 @@ impl DynamoDb<'_> {
             self.item(&id).await?
         };
         let scanned = usize::from(found.is_some());
+        let units = capacity::read_units(
+            found.as_ref().map_or(0, size_of),
+            input.shape.consistent_read.unwrap_or(false),
+        );
         let items: Vec<Item> = found
             .filter(|item| keep(filter.as_ref(), item))
             .map(|item| project(item, names.as_deref()))
             .into_iter()
             .collect();
-        Ok(page(items, wants_items, scanned, None))
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        Ok(with_capacity(
+            page(items, wants_items, scanned, None),
+            report.of(units, true),
+        ))
     }
 
     /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>
-    /// Items come in key order; a page ends at `Limit` items or 1 MB read, with
+    /// A parallel scan's segment reads the whole key range and keeps its own orders (see
+    /// `segment_of`), so a page may hold fewer than `Limit` items, or none, with a
+    /// `LastEvaluatedKey`, as DynamoDB allows. Items come in key order; a page ends at `Limit` items or 1 MB read, with
     /// `LastEvaluatedKey` when more remain. As in DynamoDB, the filter applies after the
     /// read: `ScannedCount` counts the items read, `Count` those that matched.
     pub(super) async fn scan(&self, input: ScanInput) -> Result<Value, AwsError> {
         self.table(input.table_name.as_deref())?;
         check_no_index(input.index_name.as_deref())?;
-        match (input.segment, input.total_segments) {
-            (None, None) | (Some(0), Some(1)) => {}
-            (Some(_), Some(_)) => {
-                return Err(validation(
-                    "orderflow serve scans in one segment only: use Segment 0 of TotalSegments 1, or no segments",
-                ));
-            }
-            _ => {
-                return Err(validation(
-                    "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
-                ));
-            }
-        }
+        let segment = segment(input.segment, input.total_segments)?;
         let limit = check_limit(input.limit)?;
         let mut p = Placeholders::new(
             &input.shape.expression_attribute_names,
@@ -362,10 +442,15 @@ impl DynamoDb<'_> {
         let mut last = None;
         let mut more = found.more;
         for (i, order) in found.orders.iter().enumerate() {
-            let item = item_of(order);
-            bytes += wire(&item).to_string().len();
-            scanned += 1;
             last = Some(order.id().as_str());
+            if let Some((s, t)) = segment
+                && segment_of(order.id().as_str(), t) != s
+            {
+                continue;
+            }
+            let item = item_of(order);
+            bytes += size_of(&item);
+            scanned += 1;
             if keep(filter.as_ref(), &item) {
                 items.push(project(item, names.as_deref()));
             }
@@ -375,6 +460,51 @@ impl DynamoDb<'_> {
             }
         }
         let last = if more { last } else { None };
-        Ok(page(items, wants_items, scanned, last))
+        let report = Report::parse(input.return_consumed_capacity.as_deref())?;
+        let units = capacity::read_units(bytes, input.shape.consistent_read.unwrap_or(false));
+        Ok(with_capacity(
+            page(items, wants_items, scanned, last),
+            report.of(units, true),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_segments_of_a_parallel_scan_split_the_orders_between_them() {
+        let ids: Vec<String> = (0..400).map(|i| format!("order-{i}")).collect();
+        let mut counts = [0usize; 4];
+        for id in &ids {
+            let s = segment_of(id, 4);
+            assert_eq!(s, segment_of(id, 4), "stable");
+            counts[usize::try_from(s).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+        assert!(ids.iter().all(|id| segment_of(id, 1) == 0));
+    }
+
+    /// API_Scan.html#DDB-Scan-request-Segment and -TotalSegments.
+    #[test]
+    fn segments_are_checked_as_dynamodb_checks_them() {
+        assert_eq!(segment(None, None).unwrap(), None);
+        assert_eq!(segment(Some(3), Some(4)).unwrap(), Some((3, 4)));
+        for (s, t, why) in [
+            (
+                Some(4),
+                Some(4),
+                "Segment: 4 is out of bounds given TotalSegments: 4",
+            ),
+            (Some(-1), Some(4), "out of bounds"),
+            (Some(0), Some(0), "between 1 and 1000000"),
+            (Some(0), Some(1_000_001), "between 1 and 1000000"),
+            (Some(0), None, "TotalSegments parameter is required"),
+            (None, Some(2), "Segment parameter is required"),
+        ] {
+            let e = segment(s, t).unwrap_err();
+            assert!(e.message.contains(why), "{s:?}/{t:?}: {}", e.message);
+        }
     }
 }

@@ -3,10 +3,10 @@
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html#Expressions.OperatorsAndFunctions.Syntax>
 
 use std::cmp::Ordering;
-use std::str::FromStr;
 
-use rust_decimal::Decimal;
 use serde_dynamo::AttributeValue;
+
+use super::numbers::Number;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparator {
@@ -47,10 +47,10 @@ pub fn size(v: &AttributeValue) -> Option<usize> {
     })
 }
 
-fn number(text: &str) -> Option<Decimal> {
-    Decimal::from_str(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .ok()
+/// A number attribute's value; every number a request carries was checked on the way in
+/// (`numbers::check`), so `None` only for one that could never have been stored.
+fn number(text: &str) -> Option<Number> {
+    Number::parse(text).ok()
 }
 
 /// DynamoDB's order: numbers by value, strings and binaries by their bytes; values of

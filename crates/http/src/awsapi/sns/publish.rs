@@ -17,6 +17,7 @@ use super::request::Params;
 use super::xml::Xml;
 use super::{Answer, Sns};
 use crate::awsapi::AwsError;
+use crate::awsapi::dynamodb::numbers::Number;
 
 /// SNS: a message, with its attributes, is at most 256 KiB; so is a whole batch.
 const MAX_MESSAGE_BYTES: usize = 262_144;
@@ -66,7 +67,9 @@ fn parse_attributes(params: &Params) -> Result<BTreeMap<String, MessageAttribute
                 )));
             }
             "String" => MessageAttribute::String(value.to_owned()),
-            "Number" if value.parse::<f64>().is_ok_and(f64::is_finite) => {
+            // "A number can have up to 38 digits of precision, and it can be between 10^-128
+            // and 10^+126" (sns-message-attributes.html#SNSMessageAttributes.DataTypes).
+            "Number" if Number::read(value).is_ok_and(|n| n.within_powers_of_ten(-128, 126)) => {
                 MessageAttribute::Number(value.to_owned())
             }
             "Number" => {
@@ -156,6 +159,22 @@ fn publication(params: &Params) -> Result<Publication, AwsError> {
     })
 }
 
+/// What a batch entry adds to the batch's size: "the combined size of all messages in the
+/// batch, including each message's body and attributes" (API_PublishBatch.html), counted
+/// as `publication` counts one message (the attributes' names, types and values).
+fn entry_bytes(entry: &Params) -> usize {
+    let attributes: usize = entry
+        .entries("MessageAttributes", "Name")
+        .iter()
+        .map(|(name, value)| {
+            name.len()
+                + value.get("Value.DataType").map_or(0, str::len)
+                + value.get("Value.StringValue").map_or(0, str::len)
+        })
+        .sum();
+    entry.get("Message").map_or(0, str::len) + attributes
+}
+
 /// A batch entry id: 1-80 letters, digits, hyphens or underscores.
 fn valid_entry_id(id: &str) -> bool {
     !id.is_empty()
@@ -229,7 +248,7 @@ impl Sns<'_> {
                     format!("Two or more batch entries in the request have the same Id ({id})."),
                 ));
             }
-            total += entry.get("Message").map_or(0, str::len);
+            total += entry_bytes(entry);
         }
         if total > MAX_MESSAGE_BYTES {
             return Err(errors::sns(
@@ -309,6 +328,52 @@ mod tests {
         assert!(default_of_structure(r#"{"email": "mail"}"#).is_err());
         assert!(default_of_structure(r#"{"default": 1}"#).is_err());
         assert!(default_of_structure("not json").is_err());
+    }
+
+    #[test]
+    fn a_batch_entry_counts_its_attributes_toward_the_batch_size() {
+        let entry = Params::parse(
+            b"Id=a&Message=hello&MessageAttributes.entry.1.Name=kind\
+              &MessageAttributes.entry.1.Value.DataType=String\
+              &MessageAttributes.entry.1.Value.StringValue=note",
+        );
+        assert_eq!(
+            entry_bytes(&entry),
+            "hello".len() + "kind".len() + "String".len() + 4
+        );
+    }
+
+    #[test]
+    fn a_number_attribute_has_38_digits_between_1e_minus_128_and_1e126() {
+        let number = |v: &str| {
+            let body = format!(
+                "MessageAttributes.entry.1.Name=n&MessageAttributes.entry.1.Value.DataType=Number&MessageAttributes.entry.1.Value.StringValue={v}"
+            );
+            parse_attributes(&Params::parse(body.as_bytes()))
+        };
+        for good in [
+            "1.50",
+            "-3",
+            "1E126",
+            "1E-128",
+            "12345678901234567890123456789012345678",
+        ] {
+            assert!(number(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "1E300",
+            "1E-129",
+            "123456789012345678901234567890123456789",
+            "NaN",
+            "inf",
+            "0x1",
+        ] {
+            let e = number(bad).unwrap_err();
+            assert_eq!(
+                e.message, "Could not cast message attribute 'n' value to number.",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -45,10 +45,12 @@ impl Xml {
         self
     }
 
-    /// `<name>text</name>`, the text escaped.
+    /// `<name>text</name>`, the text escaped, and each character XML 1.0 cannot carry at
+    /// all (not even as `&#1;`) replaced by U+FFFD, so a strict parser reads every answer.
     pub fn text(&mut self, name: &str, text: &str) -> &mut Self {
         self.open(name);
-        self.event(Event::Text(BytesText::new(text)));
+        let text = xml_chars(text);
+        self.event(Event::Text(BytesText::new(&text)));
         self.close(name)
     }
 
@@ -71,6 +73,22 @@ impl Xml {
     fn into_string(self) -> String {
         String::from_utf8(self.writer.into_inner()).expect("the XML writer writes UTF-8")
     }
+}
+
+/// `text` with the characters outside XML 1.0's `Char` production replaced by U+FFFD:
+/// <https://www.w3.org/TR/xml/#charsets> (`#x9 | #xA | #xD | [#x20-#xD7FF] |
+/// [#xE000-#xFFFD] | [#x10000-#x10FFFF]`). An error message can echo what a client sent
+/// (`Action=Foo%01`), and a control character there made the whole response unreadable.
+fn xml_chars(text: &str) -> std::borrow::Cow<'_, str> {
+    let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    if text.chars().all(allowed) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
+            .collect(),
+    )
 }
 
 /// The answer to `action`: its result element (unless the action has no output, as
@@ -124,6 +142,21 @@ mod tests {
             "<PublishResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\"><PublishResult><MessageId>&lt;a&amp;b&gt;</MessageId></PublishResult><ResponseMetadata><RequestId>req-1</RequestId></ResponseMetadata></PublishResponse>"
         );
         assert!(!success("Unsubscribe", "r", None).contains("UnsubscribeResult"));
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced_so_a_strict_parser_reads_the_answer() {
+        let e = super::super::errors::invalid_parameter("action Foo\u{1}\u{FFFE} is\tnot valid");
+        let body = error(&e, "r");
+        assert!(
+            body.contains("<Message>action Foo\u{FFFD}\u{FFFD} is\tnot valid</Message>"),
+            "{body}"
+        );
+        assert_eq!(
+            xml_chars(&body),
+            body,
+            "every character is one XML 1.0 allows"
+        );
     }
 
     #[test]

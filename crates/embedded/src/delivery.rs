@@ -163,16 +163,24 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
-            json!({
+            let mut envelope = json!({
                 "Type": "Notification",
                 "MessageId": d.message_id,
                 "TopicArn": d.subscription.topic_arn,
-                "Subject": m.map(|m| m.subject.as_str()),
                 "Message": m.map(|m| m.message.as_str()),
                 "Timestamp": timestamp(m.map_or(d.created_at, |m| m.published_at)),
                 "UnsubscribeURL": unsubscribe_url(public_url, &d.subscription),
-                "MessageAttributes": attributes,
-            })
+            });
+            // SNS leaves out a subject that was not given and attributes when there are
+            // none (https://docs.aws.amazon.com/sns/latest/dg/http-notification-json.html);
+            // a verifier then leaves `Subject` out of the string to sign, as we do.
+            if let Some(subject) = m.map(|m| m.subject.as_str()).filter(|s| !s.is_empty()) {
+                envelope["Subject"] = json!(subject);
+            }
+            if !attributes.is_empty() {
+                envelope["MessageAttributes"] = Value::Object(attributes);
+            }
+            envelope
         }
     }
 }

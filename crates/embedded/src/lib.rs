@@ -100,6 +100,12 @@ pub const DEFAULT_STORE_BATCH_SIZE: usize = 10;
 /// at 1,000 orders/s beside two busy loops, against 0.5 s at five steps).
 pub const DEFAULT_PIPELINE_NICE: u8 = 5;
 
+/// Threads the pipeline runtime may start for blocking work (store reads, RSA signing).
+/// Tokio's default is 512: a burst of deliveries once started a hundred, each signing or
+/// reading on two cores, each with its own stack, allocator cache and SQLite connection
+/// beyond the pool's eight. More threads than this cannot run at once here anyway.
+const PIPELINE_BLOCKING_THREADS: usize = 8;
+
 /// The nice value `steps` below the calling thread's, for [`set_thread_nice`]; `None` when
 /// priorities stay as they are.
 fn nice_below_current(steps: u8) -> Option<i32> {
@@ -357,6 +363,7 @@ impl Engine {
         let nice = nice_below_current(self.config.pipeline_nice);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("orderflow-pipeline")
+            .max_blocking_threads(PIPELINE_BLOCKING_THREADS)
             .on_thread_start(move || set_thread_nice(nice))
             .enable_all()
             .build()

@@ -19,6 +19,7 @@ mod fanout_support;
 mod filter_policy;
 mod helpers;
 mod limits;
+mod memory;
 mod observability;
 mod orders;
 mod peers;

@@ -21,7 +21,9 @@ use crate::BoxError;
 mod fanout;
 mod journey;
 mod peer;
+mod throughput;
 pub use journey::Journey;
+pub use throughput::Throughput;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -40,6 +42,10 @@ pub struct BenchArgs {
     /// Seconds each open-loop rate is offered.
     #[arg(long, default_value_t = 10)]
     rate_seconds: u64,
+    /// Seconds an open-loop phase waits after its last send for its orders to be stored and
+    /// delivered; what has not arrived by then is reported undelivered, and the run goes on.
+    #[arg(long, default_value_t = 60)]
+    drain_seconds: u64,
     /// Orders already stored before measuring (written straight into the fresh data directory).
     #[arg(long, default_value_t = 0)]
     preload: u64,
@@ -142,7 +148,13 @@ pub struct OpenLoop {
     pub achieved_per_second: f64,
     pub post_latency: Latency,
     pub end_to_end: Latency,
+    /// Accepted orders not delivered within `--drain-seconds` of the last send.
     pub undelivered: usize,
+    /// Orders waiting in the queue (not yet stored) when the phase began: a backlog an
+    /// earlier phase left behind, which this phase's stored/s then does not count.
+    pub backlog_at_start: u64,
+    #[serde(flatten)]
+    pub throughput: Throughput,
     /// The order that took longest end to end, with its journey, to see which stage it was.
     pub slowest: Option<Journey>,
     /// The phase's slowest orders, slowest first, each with its time in every stage.
@@ -164,6 +176,8 @@ pub struct Report {
     pub ingest_to_baseline_ratio: f64,
     pub drain: Value,
     pub end_to_end: Vec<OpenLoop>,
+    /// Issue 17's "3,000 orders/s for 60 s" target, judged from `end_to_end`.
+    pub sustained_rate_target: throughput::TargetVerdict,
     pub server_peak_rss_mib: Option<f64>,
     pub disk_bytes_per_order: Option<f64>,
     pub preloaded_orders: u64,
@@ -238,9 +252,16 @@ async fn start_subscriber(client: reqwest::Client) -> Result<(String, Arc<Subscr
                                 serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}"))
                                     .unwrap_or_default();
                             if let Some(id) = message["order"]["orderID"].as_str() {
+                                // The first arrival is the delivery; a repeat only counts
+                                // as a duplicate.
                                 let mut d = sub.delivered.lock().expect("lock");
-                                if d.insert(id.to_owned(), now).is_some() {
-                                    *sub.duplicates.lock().expect("lock") += 1;
+                                match d.entry(id.to_owned()) {
+                                    std::collections::hash_map::Entry::Occupied(_) => {
+                                        *sub.duplicates.lock().expect("lock") += 1;
+                                    }
+                                    std::collections::hash_map::Entry::Vacant(v) => {
+                                        v.insert(now);
+                                    }
                                 }
                             }
                         }
@@ -482,18 +503,33 @@ async fn wait_delivered(sub: &Subscriber, ids: &[String], timeout: Duration) -> 
     }
 }
 
+/// Counts the server's stored orders and its orders queue's backlog (messages not yet
+/// stored), from `/stats`.
+async fn stored_and_backlog(client: &reqwest::Client, url: &str) -> Result<(u64, u64), BoxError> {
+    let s = stats(client, url).await?;
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    Ok((
+        n(&s["orders"]["stored"]),
+        n(&s["queue"]["visible"]) + n(&s["queue"]["inFlight"]),
+    ))
+}
+
+/// Offers `rate` orders/s for `seconds`, then waits up to `drain` for them to be stored and
+/// delivered, and reports what the API and the pipeline each managed.
 async fn open_loop(
     client: &reqwest::Client,
     url: &str,
     sub: &Arc<Subscriber>,
     rate: u32,
     seconds: u64,
+    drain: Duration,
     run: &str,
-) -> OpenLoop {
+) -> Result<OpenLoop, BoxError> {
     let n = (u64::from(rate) * seconds) as usize;
     let ids: Vec<String> = (0..n).map(|i| format!("{run}-r{rate}-{i}")).collect();
     let bodies = order_bodies(&ids);
     let orders_url = format!("{url}/orders");
+    let (stored_before, backlog_at_start) = stored_and_backlog(client, url).await?;
     let bar = progress(n as u64, &format!("{rate}/s"));
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let started = Instant::now();
@@ -524,28 +560,71 @@ async fn open_loop(
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED);
-            results.lock().expect("lock").push((ok, t0.elapsed()));
+            results.lock().expect("lock").push((i, ok, t0.elapsed()));
             bar.inc(1);
         });
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    let send_seconds = started.elapsed().as_secs_f64();
+    let sending_done = Instant::now();
+    let send_seconds = (sending_done - started).as_secs_f64();
     bar.finish_and_clear();
-    let undelivered = wait_delivered(sub, &ids, Duration::from_secs(60)).await;
     let results = std::mem::take(&mut *results.lock().expect("lock"));
-    let accepted = results.iter().filter(|(ok, _)| *ok).count();
+    let sent = std::mem::take(&mut *sent_at.lock().expect("lock"));
+    let accepted_ids: Vec<&String> = results
+        .iter()
+        .filter(|(_, ok, _)| *ok)
+        .map(|(i, _, _)| &ids[*i])
+        .collect();
+    let accepted = accepted_ids.len();
+    let first_send = sent.values().map(|(t, _)| *t).min().unwrap_or(started);
+    let last_send = sent.values().map(|(t, _)| *t).max().unwrap_or(started);
+
+    // The drain, bounded: a pipeline that fell behind ends the phase with what arrived.
+    // What was queued before the phase is stored first, so it is added to the count to
+    // reach before this phase's orders are all stored.
+    let stored_target = stored_before + backlog_at_start + accepted as u64;
+    let deadline = sending_done + drain;
+    let mut missing = accepted_ids.clone();
+    let (mut stored, mut stored_seen, mut all_stored) = (0u64, sending_done, false);
+    loop {
+        {
+            let delivered = sub.delivered.lock().expect("lock");
+            missing.retain(|id| !delivered.contains_key(*id));
+        }
+        if !all_stored {
+            let (now_stored, _) = stored_and_backlog(client, url).await?;
+            stored_seen = Instant::now();
+            stored = now_stored.saturating_sub(stored_before + backlog_at_start);
+            all_stored = now_stored >= stored_target;
+        }
+        let now = Instant::now();
+        if (missing.is_empty() && all_stored) || now >= deadline {
+            break;
+        }
+        // Fine steps while a caught-up pipeline finishes (they set stored/s's resolution),
+        // coarser ones through a long backlog, where `/stats` costs the server more.
+        let step = if now - sending_done < Duration::from_secs(1) {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(100)
+        };
+        tokio::time::sleep(step.min(deadline - now)).await;
+    }
+
     let post_latency = Latency::of(
         results
             .iter()
-            .filter(|(ok, _)| *ok)
-            .map(|(_, d)| *d)
+            .filter(|(_, ok, _)| *ok)
+            .map(|(_, _, d)| *d)
             .collect(),
     );
-    let sent = std::mem::take(&mut *sent_at.lock().expect("lock"));
-    let e2e: Vec<(&String, Duration)> = {
+    // One look at the deliveries, so delivered and undelivered add up.
+    let (e2e, last_delivery, undelivered): (Vec<(&String, Duration)>, Option<Instant>, usize) = {
         let delivered = sub.delivered.lock().expect("lock");
-        ids.iter()
+        missing.retain(|id| !delivered.contains_key(*id));
+        let e2e = ids
+            .iter()
             .filter_map(|id| {
                 Some((
                     id,
@@ -554,8 +633,20 @@ async fn open_loop(
                         .saturating_duration_since(sent.get(id)?.0),
                 ))
             })
-            .collect()
+            .collect();
+        let last = ids.iter().filter_map(|id| delivered.get(id)).max().copied();
+        (e2e, last, missing.len())
     };
+    let throughput = Throughput::of(&throughput::Timeline {
+        offered_per_second: rate,
+        sent: n,
+        accepted,
+        last_send: last_send - first_send,
+        stored: (stored as usize).min(accepted),
+        stored_seen: stored_seen.saturating_duration_since(first_send),
+        delivered: e2e.len(),
+        last_delivery: last_delivery.map(|t| t.saturating_duration_since(first_send)),
+    });
     let mut slowest_first = e2e.clone();
     slowest_first.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
     let mut slowest_journeys = Vec::with_capacity(journey::SLOWEST_JOURNEYS);
@@ -572,7 +663,7 @@ async fn open_loop(
             trace,
         });
     }
-    OpenLoop {
+    Ok(OpenLoop {
         offered_per_second: rate,
         sent: n,
         accepted,
@@ -580,9 +671,11 @@ async fn open_loop(
         post_latency,
         end_to_end: Latency::of(e2e.into_iter().map(|(_, d)| d).collect()),
         undelivered,
+        backlog_at_start,
+        throughput,
         slowest: slowest_journeys.first().cloned(),
         slowest_journeys,
-    }
+    })
 }
 
 /// The order's journey from the server, or what went wrong reading it.
@@ -830,8 +923,36 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
             "end to end: {rate} orders/s offered for {}s",
             args.rate_seconds
         );
-        end_to_end.push(open_loop(&client, &url, &sub, rate, args.rate_seconds, &run_id).await);
+        let phase = open_loop(
+            &client,
+            &url,
+            &sub,
+            rate,
+            args.rate_seconds,
+            Duration::from_secs(args.drain_seconds),
+            &run_id,
+        )
+        .await?;
+        eprintln!("{}", phase_summary(&phase));
+        end_to_end.push(phase);
     }
+    let burst_rate = match (&args.url, args.burst_rate) {
+        (Some(_), _) => None,
+        (None, rate) => Some(rate.unwrap_or(orderflow_embedded::burst::DEFAULT_BURST_RATE)),
+    };
+    let sustained_rate_target = throughput::sustained_rate_verdict(
+        &end_to_end
+            .iter()
+            .map(|e| throughput::PhaseOutcome {
+                offered_per_second: e.offered_per_second,
+                sent: e.sent,
+                throughput: &e.throughput,
+                end_to_end_p99_ms: e.end_to_end.p99_ms,
+            })
+            .collect::<Vec<_>>(),
+        args.rate_seconds,
+        burst_rate,
+    );
 
     let server_peak_rss_mib = server
         .child
@@ -857,7 +978,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         machine: machine(),
         settings: json!({
             "orders": args.orders, "concurrency": args.concurrency, "rates": args.rates,
-            "rateSeconds": args.rate_seconds, "quick": args.quick, "signDeliveries": !args.unsigned, "pipelineNice": args.pipeline_nice.unwrap_or(orderflow_embedded::DEFAULT_PIPELINE_NICE), "burstRate": args.burst_rate.unwrap_or(orderflow_embedded::burst::DEFAULT_BURST_RATE), "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
+            "rateSeconds": args.rate_seconds, "drainSeconds": args.drain_seconds, "keptUpShare": throughput::KEPT_UP_SHARE, "quick": args.quick, "signDeliveries": !args.unsigned, "pipelineNice": args.pipeline_nice.unwrap_or(orderflow_embedded::DEFAULT_PIPELINE_NICE), "burstRate": args.burst_rate.unwrap_or(orderflow_embedded::burst::DEFAULT_BURST_RATE), "target": args.url.clone().unwrap_or_else(|| "fresh server".into()),
         }),
         startup_to_healthy_ms: server.startup.map(|d| d.as_secs_f64() * 1000.0),
         ingest_to_baseline_ratio: ingest.per_second
@@ -867,6 +988,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         ingest,
         drain,
         end_to_end,
+        sustained_rate_target,
         server_peak_rss_mib,
         disk_bytes_per_order,
         preloaded_orders: args.preload,
@@ -884,9 +1006,10 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
     )?;
     std::fs::write(args.out_dir.join("bench.md"), &markdown)?;
     crate::chart::latency_chart(&report.end_to_end, &args.out_dir.join("latency.svg"))?;
+    crate::chart::throughput_chart(&report.end_to_end, &args.out_dir.join("throughput.svg"))?;
     println!("{markdown}");
     eprintln!(
-        "wrote {}/bench.json, bench.md and latency.svg",
+        "wrote {}/bench.json, bench.md, latency.svg and throughput.svg",
         args.out_dir.display()
     );
 
@@ -1020,12 +1143,17 @@ pub fn markdown(r: &Report) -> String {
     out.push_str(
         "\nEnd to end (POST sent -> notification received by the subscriber), open loop:\n\n",
     );
-    out.push_str("| offered/s | achieved/s | POST p50 | POST p99 | e2e p50 | e2e p99 | e2e max | undelivered |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| offered/s | accepted/s | stored/s | delivered/s | drain lag | kept up | POST p50 | POST p99 | e2e p50 | e2e p99 | e2e max | undelivered |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for e in &r.end_to_end {
+        let t = &e.throughput;
         out.push_str(&format!(
-            "| {} | {:.0} | {} ms | {} ms | {} ms | {} ms | {} ms | {} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {} ms | {} ms | {} ms | {} ms | {} ms | {} |\n",
             e.offered_per_second,
             e.achieved_per_second,
+            t.stored_per_second,
+            t.delivered_per_second,
+            drain_lag(e, &r.settings),
+            if t.kept_up { "yes" } else { "**no**" },
             ms(e.post_latency.p50_ms),
             ms(e.post_latency.p99_ms),
             ms(e.end_to_end.p50_ms),
@@ -1034,6 +1162,32 @@ pub fn markdown(r: &Report) -> String {
             e.undelivered
         ));
     }
+    if !r.end_to_end.is_empty() {
+        out.push_str(&format!(
+            "\naccepted/s: `202`s over the sending window. stored/s and delivered/s: the phase's orders \
+             stored (seen in `/stats`) and delivered to the subscriber, over the time from its first \
+             send to the last one stored or delivered, so a pipeline that falls behind reads below the \
+             offered rate. Drain lag: the last delivery after the last send. A phase **kept up** when \
+             every order sent was accepted and delivered within `--drain-seconds` ({}) of the last \
+             send, and delivered/s is at least {:.0} % of offered.\n",
+            r.settings["drainSeconds"],
+            throughput::KEPT_UP_SHARE * 100.0
+        ));
+        for e in r.end_to_end.iter().filter(|e| e.backlog_at_start > 0) {
+            out.push_str(&format!(
+                "\nAt {}/s, {} orders an earlier phase left were still queued when it began; they \
+                 share its cores, and its stored/s leaves them out.\n",
+                e.offered_per_second, e.backlog_at_start
+            ));
+        }
+    }
+    let v = &r.sustained_rate_target;
+    out.push_str(&format!(
+        "\nTarget ({}): **{}** ({}).\n",
+        v.target,
+        v.verdict.as_str(),
+        v.why
+    ));
     for (i, e) in r.end_to_end.iter().enumerate() {
         if let Some(s) = &e.slowest {
             out.push_str(&format!(
@@ -1050,6 +1204,35 @@ pub fn markdown(r: &Report) -> String {
     }
     out.push('\n');
     out
+}
+
+/// The drain lag of a phase, or how long it waited in vain.
+fn drain_lag(e: &OpenLoop, settings: &Value) -> String {
+    match e.throughput.drain_lag_ms {
+        Some(lag) => format!("{} ms", ms(lag)),
+        None => format!("> {} s", settings["drainSeconds"]),
+    }
+}
+
+/// One line per finished open-loop phase, printed as the run goes.
+fn phase_summary(e: &OpenLoop) -> String {
+    let t = &e.throughput;
+    format!(
+        "  {}/s offered: {:.0} accepted/s, {:.0} stored/s, {:.0} delivered/s, drain lag {}, e2e p99 {} ms, {} undelivered: {}",
+        e.offered_per_second,
+        e.achieved_per_second,
+        t.stored_per_second,
+        t.delivered_per_second,
+        t.drain_lag_ms
+            .map_or_else(|| "unfinished".into(), |l| format!("{} ms", ms(l))),
+        ms(e.end_to_end.p99_ms),
+        e.undelivered,
+        if t.kept_up {
+            "kept up"
+        } else {
+            "did not keep up"
+        }
+    )
 }
 
 #[cfg(test)]

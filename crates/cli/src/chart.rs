@@ -120,10 +120,20 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
         .configure_mesh()
         .x_desc("offered orders/s")
         .y_desc("orders/s")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(WHITE)
         .draw()?;
     chart
         .configure_secondary_axes()
         .y_desc("end-to-end p99 (ms, log scale)")
+        .y_label_formatter(&|v| {
+            if *v >= 10.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
         .draw()?;
 
     let grey = RGBColor(120, 120, 120);

@@ -23,8 +23,9 @@ pub struct OpenLoop {
     pub end_to_end: Latency,
     /// Accepted orders not delivered within `--drain-seconds` of the last send.
     pub undelivered: usize,
-    /// Orders waiting in the queue (not yet stored) when the phase began: a backlog an
-    /// earlier phase left behind, which this phase's stored/s then does not count.
+    /// Messages in the orders queue (visible or in flight) when the phase began: a backlog
+    /// an earlier phase left behind (or a batch stored but not yet deleted), which this
+    /// phase's stored/s does not count.
     pub backlog_at_start: u64,
     #[serde(flatten)]
     pub throughput: Throughput,
@@ -128,6 +129,12 @@ pub async fn phase(
             stored_seen = Instant::now();
             stored = now_stored.saturating_sub(stored_before + backlog_at_start);
             all_stored = now_stored >= stored_target;
+        }
+        // A delivered order was stored first. The count alone can fall short: the store
+        // poller deletes a batch's messages after storing it, so a batch stored but not yet
+        // deleted when the phase began counts in the backlog as well as in the stored.
+        if missing.is_empty() && !all_stored {
+            (stored, all_stored) = (accepted as u64, true);
         }
         let now = Instant::now();
         if (missing.is_empty() && all_stored) || now >= deadline {
@@ -247,8 +254,9 @@ pub fn markdown(phases: &[OpenLoop], target: &TargetVerdict, settings: &Value) -
         ));
         for e in phases.iter().filter(|e| e.backlog_at_start > 0) {
             out.push_str(&format!(
-                "\nAt {}/s, {} orders an earlier phase left were still queued when it began; they \
-                 share its cores, and its stored/s leaves them out.\n",
+                "\nAt {}/s, {} messages were in the orders queue when the phase began (an earlier \
+                 phase's backlog, or a batch stored but not yet deleted); a backlog shares the \
+                 phase's cores, and its stored/s leaves those messages out.\n",
                 e.offered_per_second, e.backlog_at_start
             ));
         }

@@ -106,10 +106,7 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
         assert_eq!(r["delivered"], r["accepted"], "{r}");
         assert_eq!(r["everyOrderDelivered"], true, "{r}");
         assert!(r["drainLagMs"].as_f64().is_some_and(|l| l >= 0.0), "{r}");
-        assert_eq!(
-            r["backlogAtStart"], 0,
-            "the ingest burst was drained first: {r}"
-        );
+        assert!(r["backlogAtStart"].is_u64(), "{r}");
         let kept_up = r["deliveredPerSecond"].as_f64().unwrap() >= 0.95 * offered;
         assert_eq!(r["keptUp"], kept_up, "{r}");
         // The slowest order comes with its journey, read back from the server.

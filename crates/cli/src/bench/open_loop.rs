@@ -113,12 +113,9 @@ pub async fn phase(
     let last_send = sent.values().map(|(t, _)| *t).max().unwrap_or(started);
 
     // The drain, bounded: a pipeline that fell behind ends the phase with what arrived.
-    // What was queued before the phase is stored first, so it is added to the count to
-    // reach before this phase's orders are all stored.
-    let stored_target = stored_before + backlog_at_start + accepted as u64;
     let deadline = sending_done + drain;
     let mut missing = accepted_ids.clone();
-    let (mut stored, mut stored_seen, mut all_stored) = (0u64, sending_done, false);
+    let (mut stored, mut stored_seen, mut all_stored) = (0, sending_done, false);
     loop {
         {
             let delivered = sub.delivered.lock().expect("lock");
@@ -127,14 +124,12 @@ pub async fn phase(
         if !all_stored {
             let (now_stored, _) = stored_and_backlog(client, url).await?;
             stored_seen = Instant::now();
-            stored = now_stored.saturating_sub(stored_before + backlog_at_start);
-            all_stored = now_stored >= stored_target;
-        }
-        // A delivered order was stored first. The count alone can fall short: the store
-        // poller deletes a batch's messages after storing it, so a batch stored but not yet
-        // deleted when the phase began counts in the backlog as well as in the stored.
-        if missing.is_empty() && !all_stored {
-            (stored, all_stored) = (accepted as u64, true);
+            (stored, all_stored) = throughput::stored_of_phase(
+                now_stored,
+                stored_before + backlog_at_start,
+                accepted,
+                missing.is_empty(),
+            );
         }
         let now = Instant::now();
         if (missing.is_empty() && all_stored) || now >= deadline {
@@ -180,7 +175,7 @@ pub async fn phase(
         sent: n,
         accepted,
         last_send: last_send - first_send,
-        stored: (stored as usize).min(accepted),
+        stored,
         stored_seen: stored_seen.saturating_duration_since(first_send),
         delivered: e2e.len(),
         last_delivery: last_delivery.map(|t| t.saturating_duration_since(first_send)),

@@ -82,6 +82,27 @@ impl Throughput {
     }
 }
 
+/// How many of a phase's `accepted` orders are stored, and whether all are, from the
+/// server's stored count now and `before` the phase (the orders stored then plus those
+/// still queued, which the queue stores first).
+///
+/// A delivered order was stored first, so once `all_delivered` every order counts stored.
+/// The count alone can fall short: the store poller deletes a batch's messages after
+/// storing it, so a batch stored but not yet deleted when the phase began counts both in
+/// `before`'s stored and in its queued.
+pub fn stored_of_phase(
+    stored_now: u64,
+    before: u64,
+    accepted: usize,
+    all_delivered: bool,
+) -> (usize, bool) {
+    if all_delivered {
+        return (accepted, true);
+    }
+    let stored = usize::try_from(stored_now.saturating_sub(before)).unwrap_or(usize::MAX);
+    (stored.min(accepted), stored >= accepted)
+}
+
 /// The verdict on target 2's second bullet, from a run's phases.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -268,6 +289,24 @@ mod tests {
             last_delivery: Some(ms(1_000)),
         });
         assert!(!refused.every_order_delivered && !refused.kept_up);
+    }
+
+    #[test]
+    fn a_phase_counts_its_stored_orders_past_what_was_stored_or_queued_before_it() {
+        // 1,000 stored and 200 queued before; 500 accepted in the phase.
+        assert_eq!(stored_of_phase(1_100, 1_200, 500, false), (0, false));
+        assert_eq!(stored_of_phase(1_500, 1_200, 500, false), (300, false));
+        assert_eq!(stored_of_phase(1_700, 1_200, 500, false), (500, true));
+        // Orders of another client stored meanwhile do not count past the phase's own.
+        assert_eq!(stored_of_phase(1_750, 1_200, 500, false), (500, true));
+    }
+
+    #[test]
+    fn a_batch_stored_but_not_yet_deleted_when_the_phase_began_does_not_hold_its_drain_open() {
+        // 10 of the 200 "queued" were already among the 1,000 stored: the count stops 10
+        // short of 1,700, yet every order was delivered, so every order was stored.
+        assert_eq!(stored_of_phase(1_690, 1_200, 500, false), (490, false));
+        assert_eq!(stored_of_phase(1_690, 1_200, 500, true), (500, true));
     }
 
     fn all_delivered(delivered: usize) -> Throughput {

@@ -184,6 +184,22 @@ struct Subscriber {
     unsigned: AtomicUsize,
 }
 
+impl Subscriber {
+    /// The first arrival of an order's notification is its delivery; a repeat (delivery is
+    /// at least once) only counts as a duplicate, so it cannot lengthen the order's time.
+    fn record(&self, order_id: &str, at: Instant) {
+        let mut delivered = self.delivered.lock().expect("lock");
+        match delivered.entry(order_id.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                *self.duplicates.lock().expect("lock") += 1;
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(at);
+            }
+        }
+    }
+}
+
 async fn start_subscriber(client: reqwest::Client) -> Result<(String, Arc<Subscriber>), BoxError> {
     let sub = Arc::new(Subscriber::default());
     let state = (Arc::clone(&sub), client);
@@ -231,17 +247,7 @@ async fn start_subscriber(client: reqwest::Client) -> Result<(String, Arc<Subscr
                                 serde_json::from_str(envelope["Message"].as_str().unwrap_or("{}"))
                                     .unwrap_or_default();
                             if let Some(id) = message["order"]["orderID"].as_str() {
-                                // The first arrival is the delivery; a repeat only counts
-                                // as a duplicate.
-                                let mut d = sub.delivered.lock().expect("lock");
-                                match d.entry(id.to_owned()) {
-                                    std::collections::hash_map::Entry::Occupied(_) => {
-                                        *sub.duplicates.lock().expect("lock") += 1;
-                                    }
-                                    std::collections::hash_map::Entry::Vacant(v) => {
-                                        v.insert(now);
-                                    }
-                                }
+                                sub.record(id, now);
                             }
                         }
                         _ => {}
@@ -963,5 +969,15 @@ mod tests {
         let l = Latency::of(samples);
         assert_eq!((l.p50_ms, l.p99_ms, l.max_ms), (50.0, 99.0, 100.0));
         assert_eq!(Latency::of(vec![]).count, 0);
+    }
+
+    #[test]
+    fn a_repeated_notification_counts_as_a_duplicate_and_keeps_the_first_arrival() {
+        let sub = Subscriber::default();
+        let first = Instant::now();
+        sub.record("o-1", first);
+        sub.record("o-1", first + Duration::from_secs(5));
+        assert_eq!(sub.delivered.lock().unwrap()["o-1"], first);
+        assert_eq!(*sub.duplicates.lock().unwrap(), 1);
     }
 }

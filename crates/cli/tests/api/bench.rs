@@ -9,11 +9,24 @@ use crate::helpers::hermetic;
 /// Runs `orderflow bench --quick` with `extra` arguments; returns the JSON report, the
 /// stdout and the output directory.
 async fn bench_quick(extra: &[&str]) -> (Value, String, tempfile::TempDir) {
+    let (output, out) = bench(&[&["--quick"], extra].concat()).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    (report(&out), stdout.into_owned(), out)
+}
+
+fn report(out: &tempfile::TempDir) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap()).unwrap()
+}
+
+/// Runs `orderflow bench` with `args`, writing into a fresh output directory.
+async fn bench(args: &[&str]) -> (std::process::Output, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_orderflow"));
     hermetic(&mut cmd);
-    cmd.args(["bench", "--quick"])
-        .args(extra)
+    cmd.arg("bench")
+        .args(args)
         .arg("--out-dir")
         .arg(out.path())
         .stdout(std::process::Stdio::piped())
@@ -21,16 +34,29 @@ async fn bench_quick(extra: &[&str]) -> (Value, String, tempfile::TempDir) {
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(180), cmd.output())
         .await
-        .expect("bench --quick finishes")
+        .expect("bench finishes")
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    (output, out)
+}
 
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.path().join("bench.json")).unwrap())
-            .unwrap();
-    (report, stdout.into_owned(), out)
+/// Parses `svg` as XML (failing on a malformed document) and returns its text nodes.
+fn svg_texts(svg: &str) -> Vec<String> {
+    let mut reader = quick_xml::Reader::from_str(svg);
+    let mut texts = Vec::new();
+    let mut root = None;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) => {
+                root.get_or_insert_with(|| e.name().into_inner().to_owned());
+            }
+            Ok(quick_xml::events::Event::Text(t)) => texts.push(t.into_inner().trim().to_owned()),
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed XML: {e}"),
+        }
+    }
+    assert_eq!(root.as_deref(), Some("svg"));
+    texts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,6 +95,20 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
         assert_eq!(r["undelivered"], 0, "{r}");
         assert_eq!(r["sent"], r["accepted"], "{r}");
         assert!(positive(&r["endToEnd"]["p99Ms"]), "{r}");
+        // What the pipeline managed over the phase: never more than was offered (the
+        // schedule's last interval and timer slack aside), every order stored and delivered.
+        let offered = r["offeredPerSecond"].as_f64().unwrap();
+        for rate in ["storedPerSecond", "deliveredPerSecond"] {
+            let v = r[rate].as_f64().unwrap();
+            assert!(v > 0.0 && v <= offered * 1.05 + 5.0, "{rate}: {r}");
+        }
+        assert_eq!(r["stored"], r["accepted"], "{r}");
+        assert_eq!(r["delivered"], r["accepted"], "{r}");
+        assert_eq!(r["everyOrderDelivered"], true, "{r}");
+        assert!(r["drainLagMs"].as_f64().is_some_and(|l| l >= 0.0), "{r}");
+        assert!(r["backlogAtStart"].is_u64(), "{r}");
+        let kept_up = r["deliveredPerSecond"].as_f64().unwrap() >= 0.95 * offered;
+        assert_eq!(r["keptUp"], kept_up, "{r}");
         // The slowest order comes with its journey, read back from the server.
         let slowest = &r["slowest"];
         assert_eq!(slowest["endToEndMs"], r["endToEnd"]["maxMs"], "{r}");
@@ -93,8 +133,18 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
         }
     }
 
+    // A quick run offers neither 3,000 orders/s nor 60 s, and says so rather than judge.
+    let target = &report["sustainedRateTarget"];
+    assert_eq!(target["verdict"], "notMeasured", "{target}");
+    assert!(target["why"].as_str().unwrap().contains("3000"), "{target}");
+
     let markdown = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
     assert!(markdown.contains("ingest / baseline"), "{markdown}");
+    assert!(
+        markdown.contains("| stored/s | delivered/s | drain lag | kept up |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("**not measured**"), "{markdown}");
     assert!(markdown.contains("Slowest at "), "{markdown}");
     assert!(
         markdown.contains("Slowest journeys at 500/s") && markdown.contains("| stream |"),
@@ -111,6 +161,61 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
     assert_eq!(notifications["duplicates"], 0, "{report}");
     let svg = std::fs::read_to_string(out.path().join("latency.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    // The throughput chart: orders/s series against the diagonal, p99 on a second axis.
+    let texts = svg_texts(&std::fs::read_to_string(out.path().join("throughput.svg")).unwrap());
+    for label in [
+        "offered orders/s",
+        "offered (the diagonal)",
+        "accepted/s (202)",
+        "stored/s",
+        "delivered/s (dot: kept up; cross: did not)",
+        "end-to-end p99 (right axis)",
+        "end-to-end p99 (ms, log scale)",
+    ] {
+        assert!(texts.iter().any(|t| t == label), "{label} in {texts:?}");
+    }
+}
+
+/// A phase whose orders are not all delivered when `--drain-seconds` runs out ends there:
+/// the run finishes, reports what was left undelivered, and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_phase_ends_at_its_drain_timeout_and_reports_what_was_undelivered() {
+    let started = std::time::Instant::now();
+    let (output, out) = bench(&[
+        "--orders",
+        "50",
+        "--concurrency",
+        "8",
+        "--rates",
+        "400",
+        "--rate-seconds",
+        "1",
+        "--drain-seconds",
+        "0",
+    ])
+    .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("did not keep up"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
+    let report = report(&out);
+    let r = &report["endToEnd"][0];
+    let undelivered = r["undelivered"].as_u64().unwrap();
+    assert!(
+        undelivered > 0,
+        "the last order cannot be delivered at once: {r}"
+    );
+    assert_eq!(
+        r["delivered"].as_u64().unwrap() + undelivered,
+        r["accepted"].as_u64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(r["everyOrderDelivered"], false, "{r}");
+    assert_eq!(r["keptUp"], false, "{r}");
+    assert!(r["drainLagMs"].is_null(), "the drain never ended: {r}");
+    assert_eq!(report["settings"]["drainSeconds"], 0, "{report}");
+    let markdown = std::fs::read_to_string(out.path().join("bench.md")).unwrap();
+    assert!(markdown.contains("| > 0 s | **no** |"), "{markdown}");
 }
 
 /// `--unsigned` starts the server with signing off, and the report says what arrived;

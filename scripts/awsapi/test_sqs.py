@@ -506,12 +506,13 @@ def test_purge_queue_deletes_visible_and_in_flight_messages_but_not_the_dead_let
 
 
 def test_a_second_purge_of_a_queue_within_sixty_seconds_is_purge_queue_in_progress():
-    # "Only one PurgeQueue operation on a queue is allowed every 60 seconds"; another is
-    # PurgeQueueInProgress, HTTP 400
-    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_PurgeQueue.html),
-    # which boto3 raises as the modeled exception (its code is the query-compatible
-    # AWS.SimpleQueueService.PurgeQueueInProgress, as moto's). The session's server lets every
-    # purge through (--sqs-purge-interval-ms 0), so this one runs with the default.
+    # One PurgeQueue a queue every 60 seconds; another is PurgeQueueInProgress
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_PurgeQueue.html,
+    # which says HTTP 400; SQS itself answers 403 with this message, as a real answer in
+    # https://github.com/aws/aws-sdk-js-v3/issues/5558 shows, and moto answers 403 too).
+    # boto3 raises the modeled exception (its code is the query-compatible
+    # AWS.SimpleQueueService.PurgeQueueInProgress). The session's server lets every purge
+    # through (--sqs-purge-interval-ms 0), so this one runs with the default.
     s = Server()
     try:
         sqs = s.client()
@@ -519,7 +520,7 @@ def test_a_second_purge_of_a_queue_within_sixty_seconds_is_purge_queue_in_progre
         sqs.purge_queue(QueueUrl=orders)
         with pytest.raises(sqs.exceptions.PurgeQueueInProgress) as e:
             sqs.purge_queue(QueueUrl=orders)
-        assert error_code(e.value) == ("AWS.SimpleQueueService.PurgeQueueInProgress", 400)
+        assert error_code(e.value) == ("AWS.SimpleQueueService.PurgeQueueInProgress", 403)
         assert e.value.response["Error"]["Message"] == (
             "Only one PurgeQueue operation on POC-Queue is allowed every 60 seconds.")
         sqs.purge_queue(QueueUrl=dlq)

@@ -1,10 +1,14 @@
-//! SQS's one `PurgeQueue` per queue a minute: "Only one PurgeQueue operation on a queue is
-//! allowed every 60 seconds", and another within that time is `PurgeQueueInProgress`, 400
+//! SQS's one `PurgeQueue` per queue a minute: another within 60 s is `PurgeQueueInProgress`
 //! (<https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_PurgeQueue.html>).
+//! That page says HTTP 400, but SQS answers 403 with the message below (a real answer in
+//! <https://github.com/aws/aws-sdk-js-v3/issues/5558>: `httpStatusCode: 403`), and so does
+//! moto; serve answers what the service sends.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
 
 use crate::awsapi::AwsError;
 
@@ -39,14 +43,17 @@ impl RecentPurges {
         // queue purged in the last minute.
         purged_at.retain(|_, at| now.saturating_duration_since(*at) < self.interval);
         if purged_at.contains_key(queue) {
-            return Err(AwsError::sqs(
-                "PurgeQueueInProgress",
-                "AWS.SimpleQueueService.PurgeQueueInProgress",
-                format!(
-                    "Only one PurgeQueue operation on {queue} is allowed every {} seconds.",
-                    self.interval.as_secs()
-                ),
-            ));
+            return Err(AwsError {
+                status: StatusCode::FORBIDDEN,
+                ..AwsError::sqs(
+                    "PurgeQueueInProgress",
+                    "AWS.SimpleQueueService.PurgeQueueInProgress",
+                    format!(
+                        "Only one PurgeQueue operation on {queue} is allowed every {} seconds.",
+                        self.interval.as_secs()
+                    ),
+                )
+            });
         }
         purged_at.insert(queue.to_owned(), now);
         Ok(())
@@ -77,7 +84,7 @@ mod tests {
         let refused = purges
             .begin("a", start + Duration::from_secs(59))
             .unwrap_err();
-        assert_eq!(refused.status, 400);
+        assert_eq!(refused.status, 403);
         assert_eq!(
             refused.query_code,
             "AWS.SimpleQueueService.PurgeQueueInProgress"

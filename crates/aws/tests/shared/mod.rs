@@ -3,6 +3,9 @@
 //! fixture the store function is fed.
 
 pub mod runtime;
+// The sandbox's environment and invocation headers, as the Lambda start-up bench has them.
+#[path = "../../../lambda-bench/src/sandbox.rs"]
+mod sandbox;
 
 use std::collections::HashMap;
 use std::io::Write;

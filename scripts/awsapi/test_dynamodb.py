@@ -7,6 +7,7 @@ follow "Error handling with DynamoDB"
 a 400 with `__type` naming the error and a `message`.
 """
 
+import binascii
 import datetime
 import json
 import os
@@ -18,11 +19,13 @@ import urllib.request
 import uuid
 from decimal import Decimal
 
+import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr, Key
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import API_KEY, aws_client, aws_resource, order, wait_for
+from conftest import API_KEY, REGION, aws_client, aws_resource, order, wait_for
 
 API = "https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/"
 
@@ -535,3 +538,24 @@ def test_the_readmes_dynamodb_commands_run_as_written(ddb_server):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert '"KeySchema"' in out.stdout and '"ord-1001"' in out.stdout and '"Count"' in out.stdout
+
+
+def test_every_answer_carries_the_crc32_of_its_body_which_botocore_checks(ddb_server):
+    # DynamoDB sends x-amz-crc32, the CRC32 of the body (the Go SDK's DynamoDB customizations:
+    # https://pkg.go.dev/github.com/aws/aws-sdk-go-v2/service/dynamodb/internal/customizations),
+    # and botocore checks it when present: in legacy retry mode retryhandler.CRC32Checker
+    # raises ChecksumError on a mismatch, which with one attempt fails the call; in standard
+    # mode retries.special.RetryDDBChecksumError retries it.
+    ddb = boto3.client("dynamodb", endpoint_url=ddb_server.url, region_name=REGION,
+                       aws_access_key_id="anything", aws_secret_access_key="anything",
+                       config=Config(retries={"mode": "legacy", "total_max_attempts": 1}))
+    raw = []
+    ddb.meta.events.register("after-call.dynamodb", lambda http_response, **_: raw.append(http_response))
+    answered = ddb.describe_table(TableName="orders")
+    assert answered["ResponseMetadata"]["RetryAttempts"] == 0
+    with pytest.raises(ddb.exceptions.ResourceNotFoundException):
+        ddb.describe_table(TableName="no-such-table")
+    ddb.get_item(TableName="orders", Key={"orderID": {"S": new_id()}})
+    assert len(raw) == 3
+    for response in raw:
+        assert int(response.headers["x-amz-crc32"]) == binascii.crc32(response.content), response.headers

@@ -21,7 +21,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import error_code, order, queue_url, raw_aws_request, wait_for
+from conftest import Server, aws_client, error_code, order, queue_url, raw_aws_request, wait_for
 
 
 def md5_of_attributes(attributes):
@@ -505,7 +505,46 @@ def test_purge_queue_deletes_visible_and_in_flight_messages_but_not_the_dead_let
     sqs.purge_queue(QueueUrl=dlq)
 
 
+def test_a_second_purge_of_a_queue_within_sixty_seconds_is_purge_queue_in_progress():
+    # One PurgeQueue a queue every 60 seconds; another is PurgeQueueInProgress
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_PurgeQueue.html,
+    # which says HTTP 400; SQS itself answers 403 with this message, as a real answer in
+    # https://github.com/aws/aws-sdk-js-v3/issues/5558 shows, and moto answers 403 too).
+    # boto3 raises the modeled exception (its code is the query-compatible
+    # AWS.SimpleQueueService.PurgeQueueInProgress). The session's server lets every purge
+    # through (--sqs-purge-interval-ms 0), so this one runs with the default.
+    s = Server()
+    try:
+        sqs = s.client()
+        orders, dlq = queue_url(s, "POC-Queue"), queue_url(s, "POC-Queue-DLQ")
+        sqs.purge_queue(QueueUrl=orders)
+        with pytest.raises(sqs.exceptions.PurgeQueueInProgress) as e:
+            sqs.purge_queue(QueueUrl=orders)
+        assert error_code(e.value) == ("AWS.SimpleQueueService.PurgeQueueInProgress", 403)
+        assert e.value.response["Error"]["Message"] == (
+            "Only one PurgeQueue operation on POC-Queue is allowed every 60 seconds.")
+        sqs.purge_queue(QueueUrl=dlq)
+    finally:
+        s.stop()
+
+
 # ---------------------------------------------------------------- the listener's other rules
+
+
+def test_aws_answers_carry_no_allow_header(server):
+    # An AWS answer carries the service's headers; `Allow` belongs on a 405 (RFC 9110
+    # section 10.2.1), which none of these is. It used to leak from the portal's GET-only `/`.
+    answers = [
+        aws_client(server, "sqs").list_queues(),
+        aws_client(server, "dynamodb").list_tables(),
+        aws_client(server, "dynamodbstreams").list_streams(),
+        aws_client(server, "sns").list_topics(),
+    ]
+    for answer in answers:
+        headers = answer["ResponseMetadata"]["HTTPHeaders"]
+        assert "allow" not in headers, headers
+    status, headers, _ = raw_aws_request(server, "AmazonSQS.NoSuchOperation")
+    assert status == 400 and "allow" not in headers, headers
 
 
 def test_an_aws_request_for_another_host_name_is_refused_by_the_host_check(server):

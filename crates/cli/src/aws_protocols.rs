@@ -16,6 +16,16 @@ pub struct AwsArgs {
     /// access key). Without an API key any credentials are accepted.
     #[arg(long, env = "ORDERFLOW_AWS_ACCESS_KEY_ID", default_value = AwsSettings::DEFAULT_ACCESS_KEY_ID)]
     aws_access_key_id: String,
+    /// Milliseconds after an SQS PurgeQueue during which another of the same queue is
+    /// refused with PurgeQueueInProgress, as SQS does for 60 s. 0 allows every purge (as
+    /// moto's MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR=false), for test suites that
+    /// purge a queue between tests.
+    #[arg(
+        long,
+        env = "ORDERFLOW_SQS_PURGE_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    sqs_purge_interval_ms: u64,
 }
 
 fn account_id(s: &str) -> Result<String, String> {
@@ -35,5 +45,6 @@ impl AwsArgs {
         )
         .with_secret(secret)
         .with_tls(tls)
+        .with_purge_interval(std::time::Duration::from_millis(self.sqs_purge_interval_ms))
     }
 }

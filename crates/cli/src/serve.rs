@@ -144,6 +144,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, BoxError> {
         .aws
         .settings(args.guard.api_key_secret()?, tls.is_some());
     config.topic_arn = aws.topic_arn();
+    config.event_sources = aws.event_sources();
     let read_api_key = args.guard.read_api_key()?;
     let engine = Engine::open(config)?;
     crate::subscriptions::apply_file(&args.fanout, &engine).await?;

@@ -7,6 +7,7 @@ mod counters;
 pub mod db;
 pub mod delivery;
 pub mod egress;
+pub mod event_source;
 pub mod fanout;
 pub mod intake;
 pub mod pollers;
@@ -32,6 +33,7 @@ use tokio::task::JoinHandle;
 pub use burst::BurstConfig;
 pub use db::{Db, DbError};
 pub use delivery::DeliveryConfig;
+pub use event_source::EventSources;
 pub use fanout::FanoutConfig;
 pub use pollers::StreamPollerConfig;
 pub use queue::{Queue, QueueConfig, QueueStats};
@@ -69,6 +71,8 @@ pub struct EngineConfig {
     /// The topic's ARN in envelopes, headers, mails and subscription ARNs: the one the AWS
     /// protocols answer with, so a subscriber sees the same ARN both ways.
     pub topic_arn: String,
+    /// The queue's and stream's ARNs and the region in the Lambda events the pollers build.
+    pub event_sources: EventSources,
 }
 
 impl EngineConfig {
@@ -86,6 +90,7 @@ impl EngineConfig {
             burst: BurstConfig::default(),
             retention: RetentionConfig::default(),
             topic_arn: topic::DEFAULT_TOPIC_ARN.to_owned(),
+            event_sources: EventSources::default(),
         }
     }
 }
@@ -295,7 +300,9 @@ impl Engine {
             Arc::clone(queue.flow()),
         ));
         let table = Arc::new(SqliteOrderTable::new(Arc::clone(&db)));
-        let stream = Arc::new(Stream::new(Arc::clone(&db), STREAM_CONSUMER));
+        let stream = Arc::new(
+            Stream::new(Arc::clone(&db), STREAM_CONSUMER).with_sources(&config.event_sources),
+        );
         let topic = Arc::new(SqliteTopic::new(Arc::clone(&db)).with_arn(&config.topic_arn));
         let pull_queues = Arc::new(fanout::pull::PullQueues::new(Arc::clone(&db)));
         let admission = fanout::admission::Admission::new(config.admission);
@@ -371,11 +378,13 @@ impl Engine {
         let pipeline = runtime.handle().clone();
         let mut tasks = self.tasks.lock().expect("tasks lock");
         let table: Arc<dyn OrderTable> = self.table.clone();
+        let sources = Arc::new(self.config.event_sources.clone());
         for _ in 0..self.config.store_concurrency.max(1) {
             tasks.push(pipeline.spawn(pollers::run_store_poller(
                 Arc::clone(&self.queue),
                 Arc::clone(&table),
                 self.config.store_batch_size,
+                Arc::clone(&sources),
                 Arc::clone(&self.burst),
                 self.shutdown.subscribe(),
             )));

@@ -13,10 +13,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::burst::Burst;
 use crate::db::now_ms;
+use crate::event_source::EventSources;
 use crate::queue::{Queue, ReceivedMessage};
-use crate::stream::{REGION, Stream};
-
-pub const QUEUE_ARN: &str = "arn:aws:sqs:local:000000000000:orders";
+use crate::stream::Stream;
 
 /// How a poller waits when idle: until new work is signalled, a deadline passes, or shutdown.
 async fn idle(
@@ -44,8 +43,8 @@ fn message_attribute(value: &str) -> SqsMessageAttribute {
     a
 }
 
-/// The Lambda SQS record for a received message.
-pub fn sqs_message(m: &ReceivedMessage) -> SqsMessage {
+/// The Lambda SQS record for a message received from the orders queue.
+pub fn sqs_message(m: &ReceivedMessage, sources: &EventSources) -> SqsMessage {
     let mut msg = SqsMessage::default();
     msg.message_id = Some(m.message_id.clone());
     msg.receipt_handle = Some(m.receipt_handle.clone());
@@ -68,8 +67,8 @@ pub fn sqs_message(m: &ReceivedMessage) -> SqsMessage {
         .map(|(k, v)| (k.clone(), message_attribute(v)))
         .collect();
     msg.event_source = Some("aws:sqs".into());
-    msg.event_source_arn = Some(QUEUE_ARN.into());
-    msg.aws_region = Some(REGION.into());
+    msg.event_source_arn = Some(sources.queue_arn.clone());
+    msg.aws_region = Some(sources.region.clone());
     msg
 }
 
@@ -81,6 +80,7 @@ pub async fn run_store_poller(
     queue: Arc<Queue>,
     table: Arc<dyn OrderTable>,
     batch_size: usize,
+    sources: Arc<EventSources>,
     burst: Arc<Burst>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -102,14 +102,19 @@ pub async fn run_store_poller(
             idle(notified, received.next_visible_at, &mut shutdown).await;
             continue;
         }
-        process_batch(&queue, table.as_ref(), received.messages).await;
+        process_batch(&queue, table.as_ref(), &sources, received.messages).await;
     }
 }
 
 #[tracing::instrument(name = "store_batch", skip_all, fields(size = messages.len()))]
-async fn process_batch(queue: &Queue, table: &dyn OrderTable, messages: Vec<ReceivedMessage>) {
+async fn process_batch(
+    queue: &Queue,
+    table: &dyn OrderTable,
+    sources: &EventSources,
+    messages: Vec<ReceivedMessage>,
+) {
     let mut event = SqsEvent::default();
-    event.records = messages.iter().map(sqs_message).collect();
+    event.records = messages.iter().map(|m| sqs_message(m, sources)).collect();
     let started = std::time::Instant::now();
     let (response, reasons) = store_orders_explained(table, event).await;
     metrics::histogram!("orderflow_handler_batch_duration_seconds", "handler" => "store-orders")

@@ -8,14 +8,15 @@ use rusqlite::params;
 use serde::Serialize;
 
 use crate::db::{Db, DbError, now_ms};
-
-pub const REGION: &str = "local";
-pub const STREAM_ARN: &str = "arn:aws:dynamodb:local:000000000000:table/orders/stream/local";
+use crate::event_source::EventSources;
 
 #[derive(Debug)]
 pub struct Stream {
     db: Arc<Db>,
     consumer: String,
+    /// The region and the stream's ARN its Lambda records carry.
+    region: Arc<str>,
+    arn: Arc<str>,
 }
 
 /// Records after the consumer's checkpoint.
@@ -46,14 +47,26 @@ pub fn sequence_number(seq: i64) -> String {
 
 impl Stream {
     pub fn new(db: Arc<Db>, consumer: &str) -> Self {
+        Stream::with_sources_of(db, consumer, &EventSources::default())
+    }
+
+    /// Records name the stream and region as `sources` do.
+    pub fn with_sources(self, sources: &EventSources) -> Self {
+        Stream::with_sources_of(self.db, &self.consumer, sources)
+    }
+
+    fn with_sources_of(db: Arc<Db>, consumer: &str, sources: &EventSources) -> Self {
         Stream {
             db,
             consumer: consumer.to_owned(),
+            region: sources.region.as_str().into(),
+            arn: sources.stream_arn.as_str().into(),
         }
     }
 
     pub async fn read(&self, limit: usize) -> Result<Pending, DbError> {
         let consumer = self.consumer.clone();
+        let (region, arn) = (Arc::clone(&self.region), Arc::clone(&self.arn));
         self.db
             .read(move |c| {
                 let (checkpoint, attempts) = checkpoint_of(c, &consumer)?;
@@ -87,13 +100,13 @@ impl Stream {
                     change.size_bytes = size;
                     change.stream_view_type = Some(StreamViewType::NewImage);
                     let mut record = EventRecord::default();
-                    record.aws_region = REGION.into();
+                    record.aws_region = region.to_string();
                     record.change = change;
                     record.event_id = event_id;
                     record.event_name = event_name;
                     record.event_source = Some("aws:dynamodb".into());
                     record.event_version = Some("1.1".into());
-                    record.event_source_arn = Some(STREAM_ARN.into());
+                    record.event_source_arn = Some(arn.to_string());
                     records.push((seq, record));
                 }
                 Ok(Pending { attempts, records })

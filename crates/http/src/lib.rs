@@ -141,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stats", get(stats))
         .route("/healthz", get(healthz))
         .route("/schema/order.json", get(order_schema))
+        .route("/", post(awsapi::no_operation))
         .merge(orderflow_portal::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(

@@ -3,7 +3,8 @@
 //! event), to its `POST .../response` for that first event, and its peak RSS. The functions
 //! take turns, so a noisy machine slows all of them alike.
 
-use std::process::Stdio;
+mod sandbox;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use clap::Parser;
@@ -89,29 +90,12 @@ struct Start {
 
 async fn next(State(start): State<Arc<Start>>) -> impl IntoResponse {
     let now = Instant::now();
-    let mut headers = HeaderMap::new();
     if start.next_calls.fetch_add(1, Ordering::SeqCst) == 0 {
         *start.first_next.lock().unwrap() = Some(now);
-        let deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis()
-            + 60_000;
-        for (name, value) in [
-            ("lambda-runtime-aws-request-id", start.request_id.clone()),
-            ("lambda-runtime-deadline-ms", deadline.to_string()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:store-orders".to_owned(),
-            ),
-            (
-                "lambda-runtime-trace-id",
-                "Root=1-00000000-000000000000000000000000".to_owned(),
-            ),
-            ("content-type", "application/json".to_owned()),
-        ] {
-            headers.insert(name, HeaderValue::from_str(&value).expect("header value"));
-        }
+        let headers = sandbox::invocation_headers(
+            &start.request_id,
+            "arn:aws:lambda:us-east-1:123456789012:function:store-orders",
+        );
         return (StatusCode::OK, headers, start.event.clone());
     }
     // The second `next`: the first event is answered and the process waits here, so it is
@@ -121,7 +105,7 @@ async fn next(State(start): State<Arc<Start>>) -> impl IntoResponse {
     start.done.send_replace(true);
     let mut release = start.release.subscribe();
     let _ = release.wait_for(|r| *r).await;
-    (StatusCode::GONE, headers, Bytes::new())
+    (StatusCode::GONE, HeaderMap::new(), Bytes::new())
 }
 
 async fn response(
@@ -249,21 +233,10 @@ async fn cold_start(
             .await
     });
 
-    let mut command = tokio::process::Command::new(&argv[0]);
+    let mut command = sandbox::bootstrap_command(&argv[0], name, addr, "bench");
     command
         .args(&argv[1..])
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .envs(env.iter().map(|(k, v)| (k, v)));
     // The clock starts here: fork and exec are part of a cold start.
     let spawned = Instant::now();
     let mut child = command
@@ -272,19 +245,7 @@ async fn cold_start(
     *start.pid.lock().unwrap() = child.id();
     let output = Arc::new(Mutex::new(Vec::new()));
     let mut readers = Vec::new();
-    for mut stream in [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    for mut stream in sandbox::output_streams(&mut child) {
         let output = output.clone();
         readers.push(tokio::spawn(async move {
             let mut buffer = Vec::new();

@@ -160,6 +160,8 @@ def sqs_steps(run):
         {"Id": "bad", "ReceiptHandle": "garbage"}])
     r("ReceiveMessage more than ten", "sqs", "receive_message", QueueUrl=dlq, MaxNumberOfMessages=11)
     r("PurgeQueue", "sqs", "purge_queue", QueueUrl=dlq)
+    # One purge a queue every 60 seconds (API_PurgeQueue.html): PurgeQueueInProgress.
+    r("PurgeQueue again within 60 seconds", "sqs", "purge_queue", QueueUrl=dlq)
     r("ReceiveMessage of an empty queue", "sqs", "receive_message", QueueUrl=dlq, WaitTimeSeconds=0)
 
     r("ListDeadLetterSourceQueues", "sqs", "list_dead_letter_source_queues", QueueUrl=dlq)

@@ -34,7 +34,7 @@ fn publish() -> String {
 const BAD_RECORD: &str = "8f3c2a1e-6b5d-4e7f-9a0b-1c2d3e4f5a6b";
 
 fn with(moto: &Moto, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = moto.lambda_env();
+    let mut env = moto.lambda_env(&[]);
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
 }
@@ -339,7 +339,7 @@ async fn a_function_without_its_configuration_fails_at_init_and_says_what_is_mis
         (store(), "store-orders", "ORDERS_TABLE"),
         (publish(), "publish-orders", "ORDERS_TOPIC_ARN"),
     ] {
-        let mut function = Function::start(&binary, name, &moto.lambda_env()).await;
+        let mut function = Function::start(&binary, name, &moto.lambda_env(&[])).await;
         let status = function.wait_for_exit().await;
         assert!(
             !status.success(),

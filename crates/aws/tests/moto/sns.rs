@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::Event;
-use aws_sdk_sqs::types::QueueAttributeName;
 use orderflow_aws::SnsTopic;
 use orderflow_core::conformance::sample_order;
 use orderflow_core::handlers::publish::publish_orders;
@@ -19,45 +18,6 @@ use crate::support::{Moto, moto_or_skip, unique};
 struct Received {
     body: String,
     attributes: HashMap<String, String>,
-}
-
-/// A queue subscribed to `topic_arn` with the given subscription attributes
-/// (`RawMessageDelivery`, `FilterPolicy`, `FilterPolicyScope`).
-async fn subscribe(moto: &Moto, topic_arn: &str, attributes: &[(&str, Value)]) -> String {
-    let sqs = moto.sqs();
-    let url = sqs
-        .create_queue()
-        .queue_name(unique("subscriber"))
-        .send()
-        .await
-        .expect("moto creates the queue")
-        .queue_url
-        .expect("a queue URL");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("queue attributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("a queue ARN");
-    let mut request = moto
-        .sns()
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(arn);
-    for (name, value) in attributes {
-        let value = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        request = request.attributes(*name, value);
-    }
-    request.send().await.expect("moto subscribes the queue");
-    url
 }
 
 /// Receives until `expected` messages arrived or five seconds passed.
@@ -115,8 +75,10 @@ fn order_id_of(message: &str) -> String {
 async fn an_sqs_subscriber_still_receives_the_order_created_json_unchanged() {
     let moto = moto_or_skip!();
     let topic_arn = moto.create_topic().await;
-    let enveloped = subscribe(&moto, &topic_arn, &[]).await;
-    let raw = subscribe(&moto, &topic_arn, &[("RawMessageDelivery", json!("true"))]).await;
+    let enveloped = moto.subscribe_queue_with(&topic_arn, &[]).await;
+    let raw = moto
+        .subscribe_queue_with(&topic_arn, &[("RawMessageDelivery", json!("true"))])
+        .await;
     let topic = SnsTopic::new(moto.sns(), &topic_arn);
 
     let event = OrderCreated::new(sample_order());
@@ -173,25 +135,25 @@ async fn an_sqs_subscriber_still_receives_the_order_created_json_unchanged() {
 async fn attribute_and_body_filters_see_the_order_created_event_as_before() {
     let moto = moto_or_skip!();
     let topic_arn = moto.create_topic().await;
-    let by_attribute = subscribe(
-        &moto,
-        &topic_arn,
-        &[("FilterPolicy", json!({"currency": ["EUR"]}))],
-    )
-    .await;
-    let by_body = subscribe(
-        &moto,
-        &topic_arn,
-        &[
-            (
-                "FilterPolicy",
-                json!({"type": ["OrderCreated"], "order": {"currency": ["EUR"]}}),
-            ),
-            ("FilterPolicyScope", json!("MessageBody")),
-            ("RawMessageDelivery", json!("true")),
-        ],
-    )
-    .await;
+    let by_attribute = moto
+        .subscribe_queue_with(
+            &topic_arn,
+            &[("FilterPolicy", json!({"currency": ["EUR"]}))],
+        )
+        .await;
+    let by_body = moto
+        .subscribe_queue_with(
+            &topic_arn,
+            &[
+                (
+                    "FilterPolicy",
+                    json!({"type": ["OrderCreated"], "order": {"currency": ["EUR"]}}),
+                ),
+                ("FilterPolicyScope", json!("MessageBody")),
+                ("RawMessageDelivery", json!("true")),
+            ],
+        )
+        .await;
     let topic = SnsTopic::new(moto.sns(), &topic_arn);
     let eur = OrderCreated::new(order_in("EUR")).to_publication(unique("d"));
     let usd = OrderCreated::new(order_in("USD")).to_publication(unique("d"));
@@ -223,7 +185,9 @@ async fn attribute_and_body_filters_see_the_order_created_event_as_before() {
 async fn publish_batch_publishes_more_than_ten_in_order_in_calls_of_ten() {
     let moto = moto_or_skip!();
     let topic_arn = moto.create_topic().await;
-    let queue = subscribe(&moto, &topic_arn, &[("RawMessageDelivery", json!("true"))]).await;
+    let queue = moto
+        .subscribe_queue_with(&topic_arn, &[("RawMessageDelivery", json!("true"))])
+        .await;
     let topic = SnsTopic::new(moto.sns(), &topic_arn);
     let publications: Vec<Publication> = (0..23)
         .map(|_| OrderCreated::new(sample_order()).to_publication(unique("d")))
@@ -265,7 +229,9 @@ fn oversized() -> StoredOrder {
 async fn an_entry_sns_refuses_fails_alone_and_nothing_after_it_is_published() {
     let moto = moto_or_skip!();
     let topic_arn = moto.create_topic().await;
-    let queue = subscribe(&moto, &topic_arn, &[("RawMessageDelivery", json!("true"))]).await;
+    let queue = moto
+        .subscribe_queue_with(&topic_arn, &[("RawMessageDelivery", json!("true"))])
+        .await;
     let topic = SnsTopic::new(moto.sns(), &topic_arn);
     let orders = [sample_order(), sample_order(), oversized(), sample_order()];
     let publications: Vec<Publication> = orders
@@ -330,7 +296,9 @@ async fn publish_orders_reports_the_record_whose_batch_entry_failed_and_the_retr
 {
     let moto = moto_or_skip!();
     let topic_arn = moto.create_topic().await;
-    let queue = subscribe(&moto, &topic_arn, &[("RawMessageDelivery", json!("true"))]).await;
+    let queue = moto
+        .subscribe_queue_with(&topic_arn, &[("RawMessageDelivery", json!("true"))])
+        .await;
     let topic = SnsTopic::new(moto.sns(), &topic_arn);
     let mut orders = vec![sample_order(), sample_order(), oversized(), sample_order()];
 

@@ -1,15 +1,105 @@
-//! What the moto and the serve test targets share: the Lambda Runtime API harness, reading a
-//! queue and a table's stream through the SDKs, and the fixture the store function is fed.
+//! What the moto and the serve test targets share: SDK clients for an endpoint, the Lambda
+//! Runtime API harness, reading a queue and a table's stream through the SDKs, and the
+//! fixture the store function is fed.
 
 pub mod runtime;
+// The sandbox's environment and invocation headers, as the Lambda start-up bench has them.
+#[path = "../../../lambda-bench/src/sandbox.rs"]
+mod sandbox;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use serde_json::{Value, json};
 
 pub const REGION: &str = "us-east-1";
+
+/// An AWS endpoint of our tests' (moto, or `orderflow serve`): its URL and the SDK
+/// configuration that reaches it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: String,
+    pub config: SdkConfig,
+    /// The endpoint's name, which the Lambda binaries get as dummy credentials.
+    name: &'static str,
+}
+
+impl Endpoint {
+    /// `name` (`moto`, `serve`) at `url`, its SDK clients signing with `access_key_id` and
+    /// `secret`.
+    pub async fn new(name: &'static str, url: &str, access_key_id: &str, secret: &str) -> Endpoint {
+        Endpoint {
+            url: url.to_owned(),
+            config: sdk_config(name, url, access_key_id, secret).await,
+            name,
+        }
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.config)
+    }
+
+    pub fn streams(&self) -> aws_sdk_dynamodbstreams::Client {
+        aws_sdk_dynamodbstreams::Client::new(&self.config)
+    }
+
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.config)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config)
+    }
+
+    /// The environment a Lambda binary gets: this endpoint, dummy credentials, `extra`, and
+    /// nothing inherited that could reach a real account.
+    pub fn lambda_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", self.name),
+            ("AWS_SECRET_ACCESS_KEY", self.name),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+/// SDK configuration for the endpoint `name` at `url` in [`REGION`], signing with
+/// `access_key_id` and `secret`.
+pub async fn sdk_config(
+    name: &'static str,
+    url: &str,
+    access_key_id: &str,
+    secret: &str,
+) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(access_key_id, secret, None, None, name))
+        .load()
+        .await
+}
+
+/// Says loudly that the tests were skipped and why, in a box of `lines`; straight to stderr,
+/// as libtest captures `eprintln!` of passing tests.
+pub fn say_skipped(lines: &[&str]) {
+    let rule = "#".repeat(64);
+    let mut text = format!("\n{rule}\n");
+    for line in lines {
+        text.push_str(&format!("# {line:<60} #\n"));
+    }
+    text.push_str(&rule);
+    text.push('\n');
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
 
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,12 +13,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// What the function answered for one invocation.
@@ -72,40 +72,13 @@ impl Function {
         let addr: SocketAddr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await });
 
-        let mut command = Command::new(binary);
-        command
-            .env_clear()
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", function_name)
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env(
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{function_name}"),
-            )
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = super::sandbox::bootstrap_command(binary, function_name, addr, "test");
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("start {binary}: {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for stream in super::sandbox::output_streams(&mut child) {
             let output = output.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
@@ -198,30 +171,14 @@ async fn next(State(api): State<Arc<Api>>) -> impl IntoResponse {
         .lock()
         .unwrap()
         .insert(request_id.clone(), reply);
-    let deadline = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 60_000;
-    let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: String| {
-        headers.insert(name, HeaderValue::from_str(&value).unwrap());
-    };
-    set("lambda-runtime-aws-request-id", request_id);
-    set("lambda-runtime-deadline-ms", deadline.to_string());
-    set(
-        "lambda-runtime-invoked-function-arn",
-        format!(
+    let headers = super::sandbox::invocation_headers(
+        &request_id,
+        &format!(
             "arn:aws:lambda:{}:123456789012:function:{}",
             super::REGION,
             api.function_name
         ),
     );
-    set(
-        "lambda-runtime-trace-id",
-        "Root=1-00000000-000000000000000000000000".into(),
-    );
-    set("content-type", "application/json".into());
     (StatusCode::OK, headers, event)
 }
 

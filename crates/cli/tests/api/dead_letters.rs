@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 use crate::helpers::{
-    AppOptions, SHORT, TestApp, hermetic, order, spawn_app_with, unique_id, wait_for,
+    AppOptions, SHORT, TestApp, append_unpublishable_stream_record, hermetic, order,
+    spawn_app_with, unique_id, wait_for,
 };
 use crate::subscriber::TestSubscriber;
 
@@ -122,22 +123,6 @@ async fn orders_dead_letters_are_listed_with_reason_and_receive_count_shown_redr
     assert!(app.dead_letters().await.is_empty());
 }
 
-/// Appends a stream record whose NewImage is not a stored order (as a corrupted or
-/// hand-written record would be): the publisher can never publish it.
-fn insert_bad_stream_record(app: &TestApp, id: &str) {
-    let db = rusqlite::Connection::open(app.data_dir().join("orderflow.db")).unwrap();
-    db.busy_timeout(Duration::from_secs(10)).unwrap();
-    db.execute(
-        "INSERT INTO stream_records (event_id, event_name, keys, new_image, created_at, size_bytes)
-         VALUES (?1, 'INSERT', ?2, ?2, 0, 10)",
-        rusqlite::params![
-            format!("event-{id}"),
-            json!({"orderID": {"S": id}}).to_string()
-        ],
-    )
-    .unwrap();
-}
-
 #[tokio::test]
 async fn stream_failures_are_listed_with_reason_shown_purged_and_redriven_once_fixed() {
     let mut app = app().await;
@@ -147,8 +132,8 @@ async fn stream_failures_are_listed_with_reason_shown_purged_and_redriven_once_f
     app.wait_until_stored(&good, SHORT).await;
     app.drain().await;
     app.stop().await;
-    insert_bad_stream_record(&app, "broken-1");
-    insert_bad_stream_record(&app, "broken-2");
+    append_unpublishable_stream_record(&app, "broken-1");
+    append_unpublishable_stream_record(&app, "broken-2");
     app.restart().await;
 
     let failures = wait_for(SHORT, "two stream failures", async || {

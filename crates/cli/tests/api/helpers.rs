@@ -775,3 +775,19 @@ fn parse_listening_line(line: &str) -> Option<(&'static str, SocketAddr)> {
     }
     Some((scheme, addr))
 }
+
+/// Appends a stream record whose NewImage is not a stored order (as a corrupted or
+/// hand-written record would be): the publisher can never publish it.
+pub fn append_unpublishable_stream_record(app: &TestApp, id: &str) {
+    let db = rusqlite::Connection::open(app.data_dir().join("orderflow.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO stream_records (event_id, event_name, keys, new_image, created_at, size_bytes)
+         VALUES (?1, 'INSERT', ?2, ?2, 0, 10)",
+        rusqlite::params![
+            format!("event-{id}"),
+            json!({"orderID": {"S": id}}).to_string()
+        ],
+    )
+    .unwrap();
+}

@@ -12,6 +12,7 @@ mod dead_letters;
 mod delivery;
 mod dlq;
 mod errors;
+mod event_sources;
 mod fanout_email;
 mod fanout_log;
 mod fanout_queue;

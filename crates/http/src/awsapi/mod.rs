@@ -9,6 +9,7 @@
 //! this server allows no cross-origin requests. The Host check, rate limit, header limit and
 //! request timeout stay in front of them.
 
+mod crc32;
 mod dynamodb;
 mod error;
 mod md5;
@@ -59,6 +60,8 @@ pub struct AwsSettings {
     pub tls: bool,
     /// The most recent `StartMessageMoveTask`s, newest first (`ListMessageMoveTasks`).
     pub(crate) move_tasks: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// The queues purged within SQS's interval between purges.
+    pub(crate) purges: std::sync::Arc<sqs::purges::RecentPurges>,
     /// The API key: with it, requests must be signed with it as the secret access key.
     secret: Option<String>,
 }
@@ -75,6 +78,7 @@ impl AwsSettings {
             access_key_id: access_key_id.to_owned(),
             tls: false,
             move_tasks: Default::default(),
+            purges: Default::default(),
             secret: None,
         }
     }
@@ -82,6 +86,13 @@ impl AwsSettings {
     /// Requires SigV4 signatures made with `secret` (the API key) from now on.
     pub fn with_secret(mut self, secret: Option<String>) -> Self {
         self.secret = secret;
+        self
+    }
+
+    /// How long after a `PurgeQueue` another of the same queue is refused (SQS: 60 s, the
+    /// default); zero allows every purge, for test suites that purge between tests.
+    pub fn with_purge_interval(mut self, interval: std::time::Duration) -> Self {
+        self.purges = std::sync::Arc::new(sqs::purges::RecentPurges::new(interval));
         self
     }
 
@@ -111,6 +122,16 @@ impl AwsSettings {
     /// The `POC-Topic` topic's ARN.
     pub fn topic_arn(&self) -> String {
         self.arn("sns", TOPIC_NAME)
+    }
+
+    /// How the embedded pollers' Lambda events name the orders queue, the stream and the
+    /// region: as `GetQueueAttributes` (`QueueArn`) and `DescribeStream` (`StreamArn`) do.
+    pub fn event_sources(&self) -> orderflow_embedded::EventSources {
+        orderflow_embedded::EventSources {
+            region: self.region.clone(),
+            queue_arn: self.arn("sqs", sqs::ORDERS_QUEUE),
+            stream_arn: self.stream_arn(),
+        }
     }
 
     pub(crate) fn secret(&self) -> Option<&str> {
@@ -205,7 +226,8 @@ pub async fn serve_aws_protocols(
         return next.run(request).await;
     }
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = match answer(&state, request).await {
+    let service = Service::of_target(header_str(request.headers(), "x-amz-target")).map(|(s, _)| s);
+    let mut response = match answer(&state, service, request).await {
         Ok(body) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, AMZ_JSON_1_0)],
@@ -214,14 +236,46 @@ pub async fn serve_aws_protocols(
             .into_response(),
         Err(e) => e.into_response(),
     };
+    if service == Some(Service::DynamoDb) {
+        response = with_crc32(response).await;
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
     response
 }
 
-async fn answer(state: &AppState, request: Request) -> Result<serde_json::Value, AwsError> {
-    let service = Service::of_target(header_str(request.headers(), "x-amz-target")).map(|(s, _)| s);
+/// What `POST /` answers when it names no AWS operation. The route exists so that the AWS
+/// answers this layer gives in front of it come from a route that takes `POST`: axum adds
+/// `Allow: GET,HEAD` to anything a route's method fallback answers, and no AWS service
+/// sends that header.
+pub async fn no_operation() -> crate::error::ApiError {
+    crate::error::ApiError::BadRequest(
+        "POST / takes AWS requests: name the operation in X-Amz-Target (AWS JSON 1.0) \
+         or in Action (an SNS Query form)"
+            .into(),
+    )
+}
+
+/// `response` with DynamoDB's `x-amz-crc32` of its body, on errors as on successes (the
+/// SDKs check any answer that carries it).
+async fn with_crc32(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    // The body is one we just rendered, in memory: reading it back cannot fail or be long.
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts
+        .headers
+        .insert(crc32::HEADER, HeaderValue::from(crc32::of(&bytes)));
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+async fn answer(
+    state: &AppState,
+    service: Option<Service>,
+    request: Request,
+) -> Result<serde_json::Value, AwsError> {
     let result = answer_in_sqs_shape(state, request).await;
     match service {
         Some(service) => result.map_err(|e| service.error_shape(e)),
@@ -289,3 +343,6 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,17 +3,14 @@
 #[path = "../../shared/mod.rs"]
 mod shared;
 
-use std::io::Write;
-
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     StreamSpecification, StreamViewType,
 };
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
-pub use shared::{REGION, runtime, sqs_event_fixture, unique};
+pub use shared::{Endpoint, runtime, sqs_event_fixture, unique};
 
 /// Yields a [`Moto`], or returns from the test after saying loudly that it was skipped.
 macro_rules! moto_or_skip {
@@ -27,9 +24,15 @@ macro_rules! moto_or_skip {
 pub(crate) use moto_or_skip;
 
 #[derive(Debug, Clone)]
-pub struct Moto {
-    pub url: String,
-    pub config: SdkConfig,
+pub struct Moto(Endpoint);
+
+/// Moto's clients and Lambda environment are those of any endpoint.
+impl std::ops::Deref for Moto {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.0
+    }
 }
 
 impl Moto {
@@ -37,57 +40,17 @@ impl Moto {
         let url = match std::env::var("ORDERFLOW_MOTO_URL") {
             Ok(url) if !url.trim().is_empty() => url,
             _ => {
-                // Straight to stderr: libtest captures `eprintln!` of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n\
-                     ################################################################\n\
-                     # SKIPPED: ORDERFLOW_MOTO_URL is not set, so the AWS adapter   #\n\
-                     # tests did NOT run. ./scripts/test-aws starts moto and sets   #\n\
-                     # it (./scripts/test runs that script).                        #\n\
-                     ################################################################\n"
-                );
+                shared::say_skipped(&[
+                    "SKIPPED: ORDERFLOW_MOTO_URL is not set, so the AWS adapter",
+                    "tests did NOT run. ./scripts/test-aws starts moto and sets",
+                    "it (./scripts/test runs that script).",
+                ]);
                 return None;
             }
         };
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&url)
-            .region(Region::new(REGION))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-            .load()
-            .await;
-        Some(Moto { url, config })
-    }
-
-    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.config)
-    }
-
-    pub fn streams(&self) -> aws_sdk_dynamodbstreams::Client {
-        aws_sdk_dynamodbstreams::Client::new(&self.config)
-    }
-
-    pub fn sns(&self) -> aws_sdk_sns::Client {
-        aws_sdk_sns::Client::new(&self.config)
-    }
-
-    pub fn sqs(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.config)
-    }
-
-    /// The environment a Lambda binary gets: moto as the endpoint, dummy credentials, and
-    /// nothing inherited that could reach a real account.
-    pub fn lambda_env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.url.as_str()),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+        Some(Moto(
+            Endpoint::new("moto", &url, "testing", "testing").await,
+        ))
     }
 
     /// A fresh `orders` table as the SAM template makes it; returns its name and stream ARN.
@@ -155,38 +118,44 @@ impl Moto {
     /// A queue subscribed to `topic_arn`, with `filter_policy` on the message attributes
     /// when given. Returns the queue URL.
     pub async fn subscribe_queue(&self, topic_arn: &str, filter_policy: Option<Value>) -> String {
-        let sqs = self.sqs();
-        let url = sqs
-            .create_queue()
-            .queue_name(unique("subscriber"))
-            .send()
+        let policy = filter_policy.map(|p| ("FilterPolicy", p));
+        self.subscribe_queue_with(topic_arn, policy.as_slice())
             .await
-            .expect("moto creates the queue")
-            .queue_url
-            .expect("a queue URL");
-        let arn = sqs
+    }
+
+    /// A queue subscribed to `topic_arn` with the given subscription attributes
+    /// (`RawMessageDelivery`, `FilterPolicy`, `FilterPolicyScope`). Returns the queue URL.
+    pub async fn subscribe_queue_with(
+        &self,
+        topic_arn: &str,
+        attributes: &[(&str, Value)],
+    ) -> String {
+        let url = self.create_queue("subscriber").await;
+        let arn = self
+            .sqs()
             .get_queue_attributes()
             .queue_url(&url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
             .expect("queue attributes")
             .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .expect("a queue ARN");
-        let mut subscribe = self
+        let mut request = self
             .sns()
             .subscribe()
             .topic_arn(topic_arn)
             .protocol("sqs")
             .endpoint(arn);
-        if let Some(policy) = filter_policy {
-            subscribe = subscribe.attributes("FilterPolicy", policy.to_string());
+        for (name, value) in attributes {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            request = request.attributes(*name, value);
         }
-        subscribe.send().await.expect("moto subscribes the queue");
+        request.send().await.expect("moto subscribes the queue");
         url
     }
 

@@ -6,18 +6,16 @@
 #[path = "../../shared/mod.rs"]
 mod shared;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, Region};
+use aws_config::SdkConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-pub use shared::{REGION, runtime, sqs_event_fixture};
+pub use shared::{Endpoint, REGION, runtime, sqs_event_fixture};
 
 /// The account `orderflow serve` answers as by default (`--aws-account-id`).
 pub const ACCOUNT: &str = "000000000000";
@@ -45,8 +43,7 @@ pub(crate) use serve_or_skip;
 /// One `orderflow serve` on 127.0.0.1:0 with a data directory of its own; stopped (and the
 /// directory removed) when dropped.
 pub struct Serve {
-    pub url: String,
-    pub config: SdkConfig,
+    endpoint: Endpoint,
     api_key: Option<String>,
     http: reqwest::Client,
     dir: PathBuf,
@@ -60,16 +57,11 @@ impl Serve {
         let binary = match std::env::var("ORDERFLOW_BIN") {
             Ok(path) if !path.trim().is_empty() => path,
             _ => {
-                // Straight to stderr: libtest captures `eprintln!` of passing tests.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n\
-                     ################################################################\n\
-                     # SKIPPED: ORDERFLOW_BIN is not set, so the AWS adapters were  #\n\
-                     # NOT run against orderflow serve. ./scripts/test-awsapi sets  #\n\
-                     # it (./scripts/test runs that script).                        #\n\
-                     ################################################################\n"
-                );
+                shared::say_skipped(&[
+                    "SKIPPED: ORDERFLOW_BIN is not set, so the AWS adapters were",
+                    "NOT run against orderflow serve. ./scripts/test-awsapi sets",
+                    "it (./scripts/test runs that script).",
+                ]);
                 return None;
             }
         };
@@ -113,7 +105,8 @@ impl Serve {
         // Keep reading stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         // Without an API key serve takes any SigV4 credentials, as local emulators do.
-        let config = sdk_config(&url, ACCESS_KEY_ID, api_key.unwrap_or("serve")).await;
+        let endpoint =
+            Endpoint::new("serve", &url, ACCESS_KEY_ID, api_key.unwrap_or("serve")).await;
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -121,8 +114,7 @@ impl Serve {
             .build()
             .expect("an HTTP client");
         Some(Serve {
-            url,
-            config,
+            endpoint,
             api_key: api_key.map(str::to_owned),
             http,
             dir,
@@ -132,43 +124,11 @@ impl Serve {
 
     /// SDK configuration for this server signed with other credentials.
     pub async fn config_with(&self, access_key_id: &str, secret: &str) -> SdkConfig {
-        sdk_config(&self.url, access_key_id, secret).await
-    }
-
-    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.config)
-    }
-
-    pub fn streams(&self) -> aws_sdk_dynamodbstreams::Client {
-        aws_sdk_dynamodbstreams::Client::new(&self.config)
-    }
-
-    pub fn sns(&self) -> aws_sdk_sns::Client {
-        aws_sdk_sns::Client::new(&self.config)
-    }
-
-    pub fn sqs(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&self.config)
+        shared::sdk_config("serve", &self.url, access_key_id, secret).await
     }
 
     pub fn topic_arn(&self) -> String {
         format!("arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC}")
-    }
-
-    /// The environment a Lambda binary gets: serve as its AWS endpoint, dummy credentials,
-    /// and nothing inherited that could reach a real account.
-    pub fn lambda_env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.url.as_str()),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", "serve"),
-            ("AWS_SECRET_ACCESS_KEY", "serve"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ]
-        .into_iter()
-        .chain(extra.iter().copied())
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
     }
 
     /// A `queue` subscription of serve's own (POST /subscriptions) with `filter_policy`;
@@ -239,13 +199,13 @@ impl Serve {
     }
 }
 
-async fn sdk_config(url: &str, access_key_id: &str, secret: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(access_key_id, secret, None, None, "serve"))
-        .load()
-        .await
+/// Serve's clients and Lambda environment are those of any endpoint.
+impl std::ops::Deref for Serve {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
 }
 
 impl Drop for Serve {

@@ -4,6 +4,7 @@
 
 mod messages;
 mod move_tasks;
+pub(super) mod purges;
 mod queues;
 mod receipts;
 
@@ -639,12 +640,17 @@ impl<'a> Sqs<'a> {
 
     async fn purge_queue(&self, input: QueueUrlInput) -> Result<Value, AwsError> {
         let target = self.target(input.queue_url).await?;
-        let purged = target
-            .queue(self.state)
-            .purge()
-            .await
-            .map_err(AwsError::internal)?;
-        tracing::info!(queue = %target.name(), purged, "queue purged over the SQS protocol");
+        let name = target.name();
+        let purges = &self.state.aws.purges;
+        purges.begin(&name, std::time::Instant::now())?;
+        let purged = match target.queue(self.state).purge().await {
+            Ok(purged) => purged,
+            Err(e) => {
+                purges.forget(&name);
+                return Err(AwsError::internal(e));
+            }
+        };
+        tracing::info!(queue = %name, purged, "queue purged over the SQS protocol");
         Ok(json!({}))
     }
 }

@@ -20,6 +20,7 @@ use crate::BoxError;
 
 mod fanout;
 mod journey;
+mod memory;
 mod open_loop;
 mod peer;
 mod throughput;
@@ -158,6 +159,8 @@ pub struct Report {
     /// Issue 17's "3,000 orders/s for 60 s" target, judged from `end_to_end`.
     pub sustained_rate_target: throughput::TargetVerdict,
     pub server_peak_rss_mib: Option<f64>,
+    /// The server's RSS over the run, sampled from `/proc` (a server the bench started).
+    pub memory: Option<memory::MemoryReport>,
     pub disk_bytes_per_order: Option<f64>,
     pub preloaded_orders: u64,
     /// What the subscriber received, counted as it arrived.
@@ -648,6 +651,11 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
     tokio::time::timeout(Duration::from_secs(30), confirmed)
         .await
         .map_err(|_| "the subscriber was never asked to confirm")?;
+    let sampler = server
+        .child
+        .as_ref()
+        .and_then(|c| c.id())
+        .map(|pid| memory::Sampler::start(pid, &client, &url));
 
     eprintln!(
         "baseline: GET /healthz x {} (concurrency {})",
@@ -764,6 +772,10 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         burst_rate,
     );
 
+    let memory = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
     let server_peak_rss_mib = server
         .child
         .as_ref()
@@ -800,6 +812,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         end_to_end,
         sustained_rate_target,
         server_peak_rss_mib,
+        memory,
         disk_bytes_per_order,
         preloaded_orders: args.preload,
         notifications: Notifications {
@@ -942,6 +955,16 @@ pub fn markdown(r: &Report) -> String {
     }
     if let Some(m) = r.server_peak_rss_mib {
         out.push_str(&format!("| server peak RSS | {m:.1} MiB |\n"));
+    }
+    if let Some(m) = &r.memory {
+        out.push_str(&format!(
+            "| server RSS after {}k orders / after the run | {} / {} MiB; steady memory: {} ({}) |\n",
+            memory::REFERENCE_ORDERS / 1000,
+            m.rss_at_reference_mib.map_or("-".into(), |v| format!("{v:.1}")),
+            m.rss_after_run_mib.map_or("-".into(), |v| format!("{v:.1}")),
+            m.verdict,
+            m.why
+        ));
     }
     if let Some(b) = r.disk_bytes_per_order {
         out.push_str(&format!("| bytes on disk per stored order | {b:.0} |\n"));

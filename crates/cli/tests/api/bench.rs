@@ -88,6 +88,19 @@ async fn bench_quick_measures_every_phase_and_writes_json_markdown_and_a_chart()
     );
     assert!(positive(&report["startupToHealthyMs"]), "{report}");
     assert!(positive(&report["serverPeakRssMib"]), "{report}");
+    // The server's memory is sampled over the run; a quick run is too short to judge.
+    let memory = &report["memory"];
+    assert_eq!(memory["verdict"], "notMeasured", "{memory}");
+    let samples = memory["samples"].as_array().expect("memory samples");
+    assert!(!samples.is_empty(), "{memory}");
+    let last = samples.last().expect("a last sample");
+    assert!(positive(&last["rssMib"]), "{memory}");
+    assert!(
+        last["ordersAccepted"].as_u64().unwrap_or(0)
+            >= report["ingest"]["ok"].as_u64().unwrap_or(1),
+        "the last sample counts every order accepted: {memory}"
+    );
+    assert!(positive(&memory["rssAfterRunMib"]), "{memory}");
     assert!(positive(&report["diskBytesPerOrder"]), "{report}");
     let rates = report["endToEnd"].as_array().unwrap();
     assert_eq!(rates.len(), 2, "{report}");

@@ -221,7 +221,6 @@ pub async fn run_delivery_worker(
     ));
     let per_subscription = config.max_in_flight_per_subscription.max(1);
     let mut read_all = true;
-    let mut subscriptions: Vec<String> = Vec::new();
     let mut next_due: Option<i64> = None;
     while !*shutdown.borrow() {
         // While a burst is absorbed, what is already published waits too (a batch a second).
@@ -236,31 +235,25 @@ pub async fn run_delivery_worker(
         if next_due.is_some_and(|t| t <= now_ms()) {
             read_all = true;
         }
-        // The list changes only with a subscription, which signals new work: a freed slot
-        // alone (one per delivery) does not list them again.
-        if read_all || subscriptions.is_empty() {
-            match topic.subscription_ids().await {
-                Ok(ids) => subscriptions = ids,
-                Err(e) => {
-                    tracing::error!(error = %orderflow_core::error_chain(&e), "could not list subscriptions");
-                    subscriptions.clear();
-                }
-            }
-        }
         // Read for subscriptions whose buffer ran low, unless the store had nothing more.
-        let wants = {
-            let mut h = held.lock().expect("held lock");
-            if read_all {
-                h.exhausted.clear();
+        let wants = match topic.subscription_ids().await {
+            Ok(ids) => {
+                let mut h = held.lock().expect("held lock");
+                if read_all {
+                    h.exhausted.clear();
+                }
+                ids.into_iter()
+                    .filter(|id| !h.exhausted.contains(id))
+                    .filter_map(|id| {
+                        let have = h.buffered.get(&id).map_or(0, VecDeque::len);
+                        (have < per_subscription).then(|| (id, 2 * per_subscription - have))
+                    })
+                    .collect::<Vec<_>>()
             }
-            subscriptions
-                .iter()
-                .filter(|id| !h.exhausted.contains(*id))
-                .filter_map(|id| {
-                    let have = h.buffered.get(id).map_or(0, VecDeque::len);
-                    (have < per_subscription).then(|| (id.clone(), 2 * per_subscription - have))
-                })
-                .collect::<Vec<_>>()
+            Err(e) => {
+                tracing::error!(error = %orderflow_core::error_chain(&e), "could not list subscriptions");
+                Vec::new()
+            }
         };
         read_all = false;
         if !wants.is_empty() {

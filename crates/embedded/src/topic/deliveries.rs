@@ -106,17 +106,18 @@ impl SqliteTopic {
                 for (subscription, n) in wants {
                     // Held ones come first in the same order, so ask for enough to skip them.
                     let limit = (n + exclude.len()) as i64;
-                    let mut rows = stmt.query(params![subscription, now, limit])?;
+                    let rows = stmt.query_map(params![subscription, now, limit], due_from_row)?;
                     let mut taken = 0;
-                    while taken < n
-                        && let Some(row) = rows.next()?
-                    {
-                        // A held one is skipped on its id, before its columns are decoded.
-                        if exclude.contains(&row.get::<_, i64>(0)?) {
+                    for row in rows {
+                        let d = row?;
+                        if exclude.contains(&d.id) {
                             continue;
                         }
-                        out.push(due_from_row(row)?);
+                        out.push(d);
                         taken += 1;
+                        if taken == n {
+                            break;
+                        }
                     }
                 }
                 let next: Option<i64> = c

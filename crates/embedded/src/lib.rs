@@ -346,7 +346,10 @@ impl Engine {
         let client = reqwest::Client::builder()
             .user_agent(concat!("orderflow/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(5))
-            .pool_max_idle_per_host(32)
+            // Subscribers often share a host (and the bench's all do): with fewer idle
+            // connections kept than deliveries in flight, each burst closed the surplus and
+            // the next opened them again, a TCP handshake per notification.
+            .pool_max_idle_per_host(self.config.delivery.max_in_flight.max(1))
             // A 3xx is a failed delivery: following it would let an endpoint send the
             // order (a 307 replays the POST) to an address the policy never checked.
             .redirect(reqwest::redirect::Policy::none())
@@ -366,6 +369,7 @@ impl Engine {
             signer: None,
             queues: Arc::clone(&self.pull_queues),
             logs: fanout::log::LogWriter::new(self.log_dir()),
+            envelopes: Default::default(),
         };
         let nice = nice_below_current(self.config.pipeline_nice);
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -913,6 +917,104 @@ mod tests {
             .await
             .expect("200 deliveries");
         assert_eq!(engine.signer().unwrap().signatures_made(), 20);
+        engine.shutdown().await;
+    }
+
+    /// A local HTTP/1.1 subscriber that answers 200 to every request on a kept-alive
+    /// connection, and counts the connections it accepted.
+    async fn counting_subscriber() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut socket = tokio::io::BufReader::new(socket);
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((name, value)) = line.split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        socket.read_exact(&mut body).await.unwrap();
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if socket.get_mut().write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, accepted)
+    }
+
+    /// Ten subscribers on one host, as many deliveries in flight as the worker allows:
+    /// each connection is kept for the next notification instead of a handshake apiece.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_to_subscribers_on_one_host_reuse_their_connections() {
+        use orderflow_core::{Publication, Topic};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EngineConfig::new(dir.path());
+        config.delivery.sign = false;
+        config.delivery.egress = Arc::new(egress::EgressPolicy::open());
+        let max_in_flight = config.delivery.max_in_flight;
+        let engine = Engine::open(config).unwrap();
+        engine.start("http://127.0.0.1:9").await.unwrap();
+        let (base, accepted) = counting_subscriber().await;
+        for i in 0..10 {
+            let sub = subscribe(
+                &engine,
+                serde_json::json!({"protocol": "http", "endpoint": format!("{base}/hook/{i}")}),
+            )
+            .await;
+            engine.topic().confirm(sub.token, false).await.unwrap();
+        }
+        for batch in 0..10 {
+            let publications: Vec<Publication> = (0..20)
+                .map(|i| Publication {
+                    dedup_id: format!("m-{batch}-{i}"),
+                    subject: "OrderCreated".into(),
+                    message: format!("{{\"n\":{i}}}"),
+                    attributes: Default::default(),
+                })
+                .collect();
+            assert!(
+                engine
+                    .topic()
+                    .publish_batch(&publications)
+                    .await
+                    .iter()
+                    .all(Result::is_ok)
+            );
+        }
+        let delivered = async {
+            while engine.topic().delivery_stats().await.unwrap().delivered < 2_000 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), delivered)
+            .await
+            .expect("2,000 deliveries");
+        let connections = accepted.load(std::sync::atomic::Ordering::Relaxed);
+        // A connection still returning to the pool as the next request starts may add one.
+        assert!(
+            connections <= 2 * max_in_flight,
+            "{connections} connections for 2,000 notifications, {max_in_flight} in flight"
+        );
         engine.shutdown().await;
     }
 

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod attributes;
 pub mod email;
+pub mod envelopes;
 pub mod log;
 pub mod pull;
 pub mod signing;
@@ -33,6 +34,8 @@ pub struct Deliverers {
     pub signer: Option<Arc<signing::Signer>>,
     pub queues: Arc<pull::PullQueues>,
     pub logs: log::LogWriter,
+    /// Recent messages' envelope text, shared by their subscribers.
+    pub envelopes: envelopes::Envelopes,
 }
 
 impl Deliverers {
@@ -45,22 +48,11 @@ impl Deliverers {
         value
     }
 
-    /// The envelope as sent. Signing is an RSA private-key operation (about a millisecond of
-    /// CPU), so it runs on the blocking pool, not on a worker that also serves requests.
+    /// The envelope as sent: see [`envelopes::Envelopes::text`].
     pub async fn envelope_text(&self, d: &DueDelivery, public_url: &str) -> String {
-        let mut value = envelope(d, public_url);
-        let Some(signer) = self.signer.clone() else {
-            return value.to_string();
-        };
-        let public_url = public_url.to_owned();
-        tokio::task::spawn_blocking(move || {
-            if let Some(map) = value.as_object_mut() {
-                signer.sign_envelope(map, &public_url);
-            }
-            value.to_string()
-        })
-        .await
-        .expect("signing does not panic")
+        self.envelopes
+            .text(self.signer.as_ref(), d, public_url)
+            .await
     }
 }
 

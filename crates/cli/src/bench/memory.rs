@@ -87,10 +87,13 @@ impl Sampler {
                 let mut tick = tokio::time::interval(EVERY);
                 loop {
                     tick.tick().await;
-                    let Some(sample) = probe.read().await else {
-                        return;
-                    };
-                    samples.lock().expect("samples").push(sample);
+                    match probe.read().await {
+                        Ok(sample) => samples.lock().expect("samples").push(sample),
+                        // The server is gone: nothing more to read.
+                        Err(Unreadable::Process) => return,
+                        // A slow or refused `/metrics` skips one reading, not the rest.
+                        Err(Unreadable::Metrics) => {}
+                    }
                 }
             })
         };
@@ -105,45 +108,60 @@ impl Sampler {
     pub async fn finish(self) -> MemoryReport {
         self.task.abort();
         let mut samples = std::mem::take(&mut *self.samples.lock().expect("samples"));
-        let last = self.probe.read().await;
+        let last = self.probe.read().await.ok();
         samples.extend(last);
         let peak = status_mib(self.probe.pid).map(|(_, _, hwm)| hwm);
         judge(samples, last.map(|s| s.rss_mib), peak)
     }
 }
 
+/// Why a reading was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    Process,
+    Metrics,
+}
+
 impl Probe {
-    async fn read(&self) -> Option<Sample> {
-        let (rss, anon, _) = status_mib(self.pid)?;
-        let metrics = self
-            .client
-            .get(&self.metrics_url)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        Some(Sample {
+    async fn read(&self) -> Result<Sample, Unreadable> {
+        let (rss, anon, _) = status_mib(self.pid).ok_or(Unreadable::Process)?;
+        let metrics = async {
+            self.client
+                .get(&self.metrics_url)
+                .timeout(EVERY)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        };
+        let metrics = metrics.await.map_err(|_| Unreadable::Metrics)?;
+        Ok(Sample {
             seconds: self.started.elapsed().as_secs_f64(),
-            orders_accepted: accepted(&metrics)?,
+            orders_accepted: accepted(&metrics),
             rss_mib: rss,
             anon_mib: anon,
         })
     }
 }
 
-/// `orderflow_orders_accepted_total` from a Prometheus text exposition.
-fn accepted(metrics: &str) -> Option<u64> {
-    metrics.lines().find_map(|l| {
-        let value = l.strip_prefix("orderflow_orders_accepted_total ")?;
-        value.trim().parse::<f64>().ok().map(|v| v as u64)
-    })
+/// `orderflow_orders_accepted_total` from a Prometheus text exposition; a counter not yet
+/// incremented is not listed at all, which means none.
+fn accepted(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            let value = l.strip_prefix("orderflow_orders_accepted_total ")?;
+            value.trim().parse::<f64>().ok().map(|v| v as u64)
+        })
+        .unwrap_or(0)
 }
 
 /// The target's verdict from the samples, the RSS after the run and the peak.
 pub fn judge(samples: Vec<Sample>, after: Option<f64>, peak: Option<f64>) -> MemoryReport {
-    let reference = samples
+    // The reference is read during the run: the last sample is the one after it.
+    let during = &samples[..samples.len().saturating_sub(1)];
+    let reference = during
         .iter()
         .find(|s| s.orders_accepted >= REFERENCE_ORDERS)
         .map(|s| s.rss_mib);
@@ -170,7 +188,7 @@ pub fn judge(samples: Vec<Sample>, after: Option<f64>, peak: Option<f64>) -> Mem
         }
         _ => (
             "notMeasured",
-            "the server's /proc status could not be read".into(),
+            format!("no reading of the server during the run past {REFERENCE_ORDERS} orders"),
         ),
     };
     MemoryReport {
@@ -201,8 +219,10 @@ mod tests {
         let text = "# TYPE orderflow_orders_accepted_total counter\n\
                     orderflow_orders_accepted_total_x 5\n\
                     orderflow_orders_accepted_total 123456\n";
-        assert_eq!(accepted(text), Some(123_456));
-        assert_eq!(accepted("orderflow_orders_stored_total 3\n"), None);
+        assert_eq!(accepted(text), 123_456);
+        // Before the first order the counter is not listed at all: none accepted, and the
+        // sampling goes on (a first version stopped at its first reading this way).
+        assert_eq!(accepted("orderflow_orders_stored_total 3\n"), 0);
     }
 
     #[test]
@@ -214,6 +234,17 @@ mod tests {
         );
         assert_eq!(r.verdict, "notMeasured");
         assert_eq!(r.rss_at_reference_mib, Some(40.0));
+    }
+
+    #[test]
+    fn the_reading_after_the_run_is_not_the_reference() {
+        let r = judge(
+            vec![sample(90_000, 40.0), sample(1_000_000, 50.0)],
+            Some(50.0),
+            Some(60.0),
+        );
+        assert_eq!(r.rss_at_reference_mib, None);
+        assert_eq!(r.verdict, "notMeasured");
     }
 
     #[test]

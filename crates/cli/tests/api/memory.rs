@@ -84,15 +84,18 @@ async fn memory_a_burst_of_connections_takes_is_given_back_once_they_close() {
         "the burst took only {taken} KiB: too small to tell whether it is given back"
     );
 
-    // Given back: jemalloc's background thread returns freed pages within seconds.
+    // Given back: jemalloc's background thread returns freed pages within seconds. Some of
+    // the rise stays (30-40 % of it under the full test suite: a thousand more stored
+    // orders, and what grew with them); glibc's malloc kept 98 % of it. Two thirds sits
+    // between the two with room on both sides.
     let deadline = Instant::now() + LONG;
     let mut now = status_kib(pid, "VmRSS:");
-    while now.saturating_sub(before) > taken / 3 && Instant::now() < deadline {
+    while now.saturating_sub(before) > taken * 2 / 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
         now = status_kib(pid, "VmRSS:");
     }
     assert!(
-        now.saturating_sub(before) <= taken / 3,
+        now.saturating_sub(before) <= taken * 2 / 3,
         "RSS {before} KiB before the burst, {peak} KiB at its peak, still {now} KiB after it"
     );
 }

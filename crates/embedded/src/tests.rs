@@ -437,10 +437,14 @@ async fn the_pipeline_runs_on_its_own_threads_below_the_api() {
             .collect()
     };
     // Other tests in this process start engines too: a pipeline thread of theirs that was
-    // just spawned may not have lowered its priority yet, so give every thread a moment.
+    // just spawned may not have lowered its priority yet, so give every thread a moment; and
+    // a thread takes its name only once it runs, which on a busy machine can be after the
+    // first look (CI saw none at first).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     let mut pipeline = pipeline_nices();
-    while pipeline.iter().any(|n| *n != expected) && std::time::Instant::now() < deadline {
+    while (pipeline.is_empty() || pipeline.iter().any(|n| *n != expected))
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         pipeline = pipeline_nices();
     }

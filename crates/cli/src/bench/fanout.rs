@@ -157,7 +157,11 @@ pub async fn measure(
         }
         let orders = (notifications / n).max(50);
         eprintln!("fan-out: {n} subscribers, {orders} orders");
-        let ids: Vec<String> = (0..orders).map(|i| format!("{run}-f{n}-{i}")).collect();
+        // Ids unique to the round: a repeated id is the same order, stored once and announced
+        // once, so a second round of the same size would wait for notifications never due.
+        let ids: Vec<String> = (0..orders)
+            .map(|i| format!("{run}-f{round}x{n}-{i}"))
+            .collect();
         let bodies = super::order_bodies(&ids);
         let orders_url = format!("{url}/orders");
         let signed_before = signatures(client, url).await;

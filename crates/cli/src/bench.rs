@@ -26,6 +26,8 @@ mod peer;
 mod throughput;
 pub use journey::Journey;
 pub use open_loop::OpenLoop;
+#[cfg(test)]
+pub use throughput::Throughput;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

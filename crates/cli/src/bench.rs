@@ -24,6 +24,7 @@ mod memory;
 mod open_loop;
 mod peer;
 mod throughput;
+mod verdict;
 pub use journey::Journey;
 pub use open_loop::OpenLoop;
 #[cfg(test)]
@@ -964,7 +965,7 @@ pub fn markdown(r: &Report) -> String {
             memory::REFERENCE_ORDERS / 1000,
             m.rss_at_reference_mib.map_or("-".into(), |v| format!("{v:.1}")),
             m.rss_after_run_mib.map_or("-".into(), |v| format!("{v:.1}")),
-            m.verdict,
+            m.verdict.as_str(),
             m.why
         ));
     }

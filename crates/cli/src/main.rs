@@ -15,6 +15,7 @@ mod serve;
 mod subscriptions;
 
 use clap::{Parser, Subcommand};
+use orderflow_embedded::blocking::BlockingThreads;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,21 +55,13 @@ enum Command {
 }
 
 /// Threads the API runtime may start for blocking work (store reads behind GET requests,
-/// file I/O), per core: sixteen on the two cores it was measured on. Tokio's default of 512
-/// let a burst of requests start a hundred, whose stacks and allocator caches stayed
-/// resident. A read needs a core while it runs, so the bound grows with the cores.
-const BLOCKING_THREADS_PER_CORE: usize = 8;
-
-/// Never fewer than on those two cores, even on one: the work also waits on the disk and
-/// the store's locks, not only on a core.
-const MIN_BLOCKING_THREADS: usize = 16;
-
-/// The API runtime's blocking-thread bound on a machine of `cores` cores.
-fn blocking_threads(cores: usize) -> usize {
-    cores
-        .saturating_mul(BLOCKING_THREADS_PER_CORE)
-        .max(MIN_BLOCKING_THREADS)
-}
+/// file I/O): sixteen on the two cores it was measured on. Tokio's default of 512 let a burst
+/// of requests start a hundred, whose stacks and allocator caches stayed resident. A read
+/// needs a core while it runs, so the bound grows with the cores.
+const BLOCKING_THREADS: BlockingThreads = BlockingThreads {
+    per_core: 8,
+    floor: 16,
+};
 
 /// glibc's malloc gives busy threads arenas of their own (up to eight per core) and returns
 /// only the top of a heap to the kernel: after a burst of 2,000 connections the server's
@@ -81,9 +74,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(blocking_threads(
-            std::thread::available_parallelism().map_or(1, usize::from),
-        ))
+        .max_blocking_threads(BLOCKING_THREADS.here())
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -118,9 +109,13 @@ mod tests {
 
     #[test]
     fn the_api_may_start_eight_blocking_threads_a_core_and_never_fewer_than_sixteen() {
-        assert_eq!(blocking_threads(1), 16);
-        assert_eq!(blocking_threads(2), 16, "the bound measured on two cores");
-        assert_eq!(blocking_threads(3), 24);
-        assert_eq!(blocking_threads(64), 512);
+        assert_eq!(BLOCKING_THREADS.on(1), 16);
+        assert_eq!(
+            BLOCKING_THREADS.on(2),
+            16,
+            "the bound measured on two cores"
+        );
+        assert_eq!(BLOCKING_THREADS.on(3), 24);
+        assert_eq!(BLOCKING_THREADS.on(64), 512);
     }
 }

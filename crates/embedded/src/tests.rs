@@ -405,14 +405,11 @@ async fn deliveries_to_subscribers_on_one_host_reuse_their_connections() {
 
 #[test]
 fn the_pipeline_may_start_four_blocking_threads_a_core_and_never_fewer_than_eight() {
-    assert_eq!(pipeline_blocking_threads(1), 8);
-    assert_eq!(
-        pipeline_blocking_threads(2),
-        8,
-        "the bound measured on two cores"
-    );
-    assert_eq!(pipeline_blocking_threads(3), 12);
-    assert_eq!(pipeline_blocking_threads(64), 256);
+    let bound = PIPELINE_BLOCKING_THREADS;
+    assert_eq!(bound.on(1), 8);
+    assert_eq!(bound.on(2), 8, "the bound measured on two cores");
+    assert_eq!(bound.on(3), 12);
+    assert_eq!(bound.on(64), 256);
 }
 
 /// Field 19 of `/proc/.../stat`, the nice value, after the parenthesised name.

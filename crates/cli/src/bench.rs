@@ -24,12 +24,15 @@ mod throughput;
 mod verdict;
 pub use args::BenchArgs;
 pub use open_loop::OpenLoop;
+use report::write_results;
+use server::{start_server, stop_server};
 #[cfg(test)]
 pub use {latency::Latency, throughput::Throughput};
+
 // `fanout` reaches these through `super::`.
 use closed_loop::closed_loop;
 use orders::order_bodies;
-use server::{start_server, stop_server, urlencode};
+use server::urlencode;
 
 pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
     if args.quick {
@@ -65,12 +68,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         stop_server(server).await;
         let report = report?;
         let markdown = peer::markdown(&report);
-        std::fs::create_dir_all(&args.out_dir)?;
-        std::fs::write(
-            args.out_dir.join("peer.json"),
-            serde_json::to_string_pretty(&report)?,
-        )?;
-        std::fs::write(args.out_dir.join("peer.md"), &markdown)?;
+        write_results(&args.out_dir, "peer", &report, &markdown)?;
         println!("{markdown}");
         let failed = report.ours.errors + report.peer_run.errors;
         return Ok(if failed == 0 {
@@ -91,12 +89,7 @@ pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
         stop_server(server).await;
         let rounds = rounds?;
         let markdown = fanout::markdown(&rounds);
-        std::fs::create_dir_all(&args.out_dir)?;
-        std::fs::write(
-            args.out_dir.join("fanout.json"),
-            serde_json::to_string_pretty(&rounds)?,
-        )?;
-        std::fs::write(args.out_dir.join("fanout.md"), &markdown)?;
+        write_results(&args.out_dir, "fanout", &rounds, &markdown)?;
         println!("{markdown}");
         return Ok(ExitCode::SUCCESS);
     }

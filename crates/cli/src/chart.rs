@@ -346,6 +346,22 @@ mod tests {
                 .map(|(_, a)| a["r"].clone())
                 .collect()
         }
+
+        /// What [`draw_line_series`] draws: the label, the line through the three rates,
+        /// its two-point legend sample, and a dot at each rate.
+        fn assert_line_series(&self, label: &str, color: RGBColor) {
+            assert!(self.has_text(label), "{label} in {:?}", self.texts);
+            assert_eq!(self.lines(color), [3, 2], "{label}");
+            assert_eq!(self.dots(color), ["3"; 3], "{label}");
+        }
+    }
+
+    /// Draws `chart` of [`points`] into a temporary file, and reads it back.
+    fn render(chart: fn(&[OpenLoop], &Path) -> Result<(), BoxError>) -> Svg {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.svg");
+        chart(&points(), &path).unwrap();
+        Svg::read(&path)
     }
 
     fn hex(c: RGBColor) -> String {
@@ -354,38 +370,19 @@ mod tests {
 
     #[test]
     fn the_latency_chart_draws_each_series_as_a_labelled_line_with_a_dot_per_rate() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("latency.svg");
-        latency_chart(&points(), &path).unwrap();
-        let svg = Svg::read(&path);
-        for (label, color) in [
-            ("end to end p50", BLUE),
-            ("end to end p99", RED),
-            ("POST p50", GREEN),
-            ("POST p99", MAGENTA),
-        ] {
-            assert!(svg.has_text(label), "{label} in {:?}", svg.texts);
-            // The series through the three rates, then its two-point legend sample.
-            assert_eq!(svg.lines(color), [3, 2], "{label}");
-            assert_eq!(svg.dots(color), ["3"; 3], "{label}");
-        }
+        let svg = render(latency_chart);
+        svg.assert_line_series("end to end p50", BLUE);
+        svg.assert_line_series("end to end p99", RED);
+        svg.assert_line_series("POST p50", GREEN);
+        svg.assert_line_series("POST p99", MAGENTA);
         assert!(svg.has_text("latency (ms, log scale)"), "{:?}", svg.texts);
     }
 
     #[test]
     fn the_throughput_chart_draws_its_series_with_dots_and_marks_the_rates_not_kept_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("throughput.svg");
-        throughput_chart(&points(), &path).unwrap();
-        let svg = Svg::read(&path);
-        for (label, color) in [
-            ("accepted/s (202)", GREEN),
-            ("stored/s", RGBColor(230, 140, 0)),
-        ] {
-            assert!(svg.has_text(label), "{label} in {:?}", svg.texts);
-            assert_eq!(svg.lines(color), [3, 2], "{label}");
-            assert_eq!(svg.dots(color), ["3"; 3], "{label}");
-        }
+        let svg = render(throughput_chart);
+        svg.assert_line_series("accepted/s (202)", GREEN);
+        svg.assert_line_series("stored/s", RGBColor(230, 140, 0));
         // Delivered/s: a dot where the phase kept up (two of three), a cross where not.
         assert!(svg.has_text("delivered/s (dot: kept up; cross: did not)"));
         assert_eq!(svg.lines(BLUE), [3, 2]);

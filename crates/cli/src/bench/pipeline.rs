@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::args::BenchArgs;
 use super::closed_loop::{self, Burst};
-use super::report::{Notifications, Report, machine, markdown};
+use super::report::{Notifications, Report, machine, markdown, write_results};
 use super::server::{Server, dir_size, peak_rss_mib, stats, stop_server, urlencode};
 use super::{memory, open_loop, subscriber, throughput};
 use crate::BoxError;
@@ -124,12 +124,7 @@ pub async fn run(
         },
     };
     let markdown = markdown(&report);
-    std::fs::create_dir_all(&args.out_dir)?;
-    std::fs::write(
-        args.out_dir.join("bench.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    std::fs::write(args.out_dir.join("bench.md"), &markdown)?;
+    write_results(&args.out_dir, "bench", &report, &markdown)?;
     crate::chart::latency_chart(&report.end_to_end, &args.out_dir.join("latency.svg"))?;
     crate::chart::throughput_chart(&report.end_to_end, &args.out_dir.join("throughput.svg"))?;
     println!("{markdown}");

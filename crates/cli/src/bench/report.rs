@@ -1,4 +1,7 @@
-//! The report of a pipeline run: what `bench.json` holds, the Markdown table, and the machine it ran on.
+//! The reports of `orderflow bench`: what `bench.json` holds, its Markdown table and the
+//! machine it ran on, and how each kind of run writes its results.
+
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -7,6 +10,7 @@ use super::closed_loop::ClosedLoop;
 use super::latency::ms;
 use super::open_loop::{self, OpenLoop};
 use super::{memory, throughput};
+use crate::BoxError;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -162,4 +166,20 @@ pub fn markdown(r: &Report) -> String {
     ));
     out.push('\n');
     out
+}
+
+/// Writes a run's results into `out_dir` as `{name}.json` and `{name}.md`.
+pub fn write_results(
+    out_dir: &Path,
+    name: &str,
+    results: &impl Serialize,
+    markdown: &str,
+) -> Result<(), BoxError> {
+    std::fs::create_dir_all(out_dir)?;
+    std::fs::write(
+        out_dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(results)?,
+    )?;
+    std::fs::write(out_dir.join(format!("{name}.md")), markdown)?;
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -85,6 +86,34 @@ pub async fn closed_loop(
     }
 }
 
+/// `POST /orders` of each of `bodies` (order `ids[i]`), `concurrency` at a time; a `202` is
+/// success.
+pub async fn post_orders(
+    client: &reqwest::Client,
+    url: &str,
+    label: &str,
+    ids: &[String],
+    bodies: &[Bytes],
+    concurrency: usize,
+) -> ClosedLoop {
+    let orders_url = format!("{url}/orders");
+    closed_loop(
+        label,
+        ids.len(),
+        concurrency,
+        |i| {
+            client
+                .post(&orders_url)
+                .header("content-type", "application/json")
+                .body(bodies[i].clone())
+        },
+        reqwest::StatusCode::ACCEPTED,
+        None,
+        ids,
+    )
+    .await
+}
+
 /// What [`burst`] measured.
 pub struct Burst {
     pub baseline: ClosedLoop,
@@ -126,26 +155,11 @@ pub async fn burst(
     let ids: Vec<String> = (0..orders).map(|i| format!("{run_id}-c-{i}")).collect();
     // Bodies are built before the clock starts, so the client's own work stays out of the figure.
     let bodies = order_bodies(&ids);
-    let orders_url = format!("{url}/orders");
     let stored_before = stats(client, url).await?["orders"]["stored"]
         .as_u64()
         .unwrap_or(0);
     let drain_started = Instant::now();
-    let ingest = closed_loop(
-        "ingest",
-        orders,
-        concurrency,
-        |i| {
-            client
-                .post(&orders_url)
-                .header("content-type", "application/json")
-                .body(bodies[i].clone())
-        },
-        reqwest::StatusCode::ACCEPTED,
-        None,
-        &ids,
-    )
-    .await;
+    let ingest = post_orders(client, url, "ingest", &ids, &bodies, concurrency).await;
     // What the pipeline stored while the burst was being accepted.
     let stored_during_ingest = stats(client, url).await?["orders"]["stored"]
         .as_u64()

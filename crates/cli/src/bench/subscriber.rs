@@ -99,12 +99,18 @@ pub async fn start_subscriber(
             ),
         )
         .with_state(state);
+    Ok((serve_hook(app).await?, sub))
+}
+
+/// Serves `app`, which routes `/hook`, on a free local port for the rest of the run; returns
+/// the hook's URL.
+pub async fn serve_hook(app: axum::Router) -> Result<String, BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", listener.local_addr()?);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok((url, sub))
+    Ok(url)
 }
 
 pub async fn wait_delivered(sub: &Subscriber, ids: &[String], timeout: Duration) -> usize {

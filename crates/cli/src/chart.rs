@@ -51,20 +51,7 @@ pub fn latency_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError> {
         ("POST p99", MAGENTA, |p| p.post_latency.p99_ms),
     ];
     for (label, color, value) in series {
-        let data: Vec<(f64, f64)> = points
-            .iter()
-            .map(|p| (f64::from(p.offered_per_second), value(p)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart.draw_series(
-            data.into_iter()
-                .map(|pt| Circle::new(pt, 3, color.filled())),
-        )?;
+        draw_line_series(&mut chart, points, label, color, value)?;
     }
     chart
         .configure_series_labels()
@@ -145,7 +132,7 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
             grey.stroke_width(1),
         ))?
         .label("offered (the diagonal)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+        .legend(legend_line(grey.stroke_width(1)));
     let orange = RGBColor(230, 140, 0);
     type Series = (&'static str, RGBColor, fn(&OpenLoop) -> f64);
     let series: [Series; 2] = [
@@ -153,20 +140,7 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
         ("stored/s", orange, |p| p.throughput.stored_per_second),
     ];
     for (label, color, value) in series {
-        let data: Vec<(f64, f64)> = points
-            .iter()
-            .map(|p| (f64::from(p.offered_per_second), value(p)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
-            .label(label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart.draw_series(
-            data.into_iter()
-                .map(|pt| Circle::new(pt, 3, color.filled())),
-        )?;
+        draw_line_series(&mut chart, points, label, color, value)?;
     }
     let delivered: Vec<(f64, f64, bool)> = points
         .iter()
@@ -184,7 +158,7 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
             BLUE.stroke_width(3),
         ))?
         .label("delivered/s (dot: kept up; cross: did not)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(3)));
+        .legend(legend_line(BLUE.stroke_width(3)));
     chart.draw_series(
         delivered
             .iter()
@@ -206,7 +180,7 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
     chart
         .draw_secondary_series(LineSeries::new(p99.clone(), RED.stroke_width(2)))?
         .label("end-to-end p99 (right axis)")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        .legend(legend_line(RED.stroke_width(2)));
     chart.draw_secondary_series(
         p99.into_iter()
             .map(|pt| TriangleMarker::new(pt, 5, RED.filled())),
@@ -220,7 +194,7 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
             pink.stroke_width(1),
         ))?
         .label("p99 target, 50 ms (right axis)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], pink.stroke_width(1)));
+        .legend(legend_line(pink.stroke_width(1)));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -231,5 +205,192 @@ pub fn throughput_chart(points: &[OpenLoop], path: &Path) -> Result<(), BoxError
     Ok(())
 }
 
+/// Draws `value` of each point against its offered rate: a line, labelled in the legend,
+/// with a dot at each rate. `CT` is the chart's coordinates: offered orders/s across on
+/// both, and up log milliseconds on one, linear orders/s on the other.
+fn draw_line_series<CT>(
+    chart: &mut ChartContext<'_, SVGBackend<'_>, CT>,
+    points: &[OpenLoop],
+    label: &str,
+    color: RGBColor,
+    value: fn(&OpenLoop) -> f64,
+) -> Result<(), BoxError>
+where
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let data: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| (f64::from(p.offered_per_second), value(p)))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
+        .label(label)
+        .legend(legend_line(color.stroke_width(2)));
+    chart.draw_series(
+        data.into_iter()
+            .map(|pt| Circle::new(pt, 3, color.filled())),
+    )?;
+    Ok(())
+}
+
+/// A legend's sample of a series: a short line in its style, at a point in pixels.
+fn legend_line(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style)
+}
+
 /// Issue 17's end-to-end p99 target, drawn for reference.
 const TARGET_MS: f64 = 50.0;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::bench::{Latency, Throughput};
+
+    fn latency(p50_ms: f64, p99_ms: f64) -> Latency {
+        Latency {
+            count: 100,
+            p50_ms,
+            p99_ms,
+            max_ms: p99_ms * 2.0,
+        }
+    }
+
+    /// Three phases: the pipeline keeps up at 250 and 500 orders/s, not at 1,000.
+    fn points() -> Vec<OpenLoop> {
+        [
+            (250, 4.0, 0.8, true),
+            (500, 9.0, 1.1, true),
+            (1_000, 900.0, 2.5, false),
+        ]
+        .into_iter()
+        .map(|(rate, e2e_p99, post_p99, kept_up)| OpenLoop {
+            offered_per_second: rate,
+            sent: rate as usize,
+            accepted: rate as usize,
+            achieved_per_second: f64::from(rate),
+            post_latency: latency(post_p99 / 2.0, post_p99),
+            end_to_end: latency(e2e_p99 / 3.0, e2e_p99),
+            undelivered: 0,
+            backlog_at_start: 0,
+            throughput: Throughput {
+                stored: rate as usize,
+                stored_per_second: f64::from(rate) * 0.99,
+                delivered: rate as usize,
+                delivered_per_second: f64::from(rate) * if kept_up { 0.98 } else { 0.7 },
+                drain_lag_ms: Some(10.0),
+                every_order_delivered: true,
+                kept_up,
+            },
+            slowest: None,
+            slowest_journeys: Vec::new(),
+        })
+        .collect()
+    }
+
+    /// An SVG's elements, each as its name and attributes, and its text nodes.
+    struct Svg {
+        elements: Vec<(String, HashMap<String, String>)>,
+        texts: Vec<String>,
+    }
+
+    impl Svg {
+        /// Reads `path` as XML, failing on a malformed document.
+        fn read(path: &Path) -> Svg {
+            let text = std::fs::read_to_string(path).unwrap();
+            let mut reader = quick_xml::Reader::from_str(&text);
+            let (mut elements, mut texts) = (Vec::new(), Vec::new());
+            loop {
+                match reader.read_event() {
+                    Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) => {
+                        let attributes = e
+                            .attributes()
+                            .map(|a| {
+                                let a = a.expect("a well-formed attribute");
+                                (a.key.0.to_owned(), a.value.into_owned())
+                            })
+                            .collect();
+                        elements.push((e.name().0.to_owned(), attributes));
+                    }
+                    Ok(quick_xml::events::Event::Text(t)) => {
+                        texts.push(t.into_inner().trim().to_owned())
+                    }
+                    Ok(quick_xml::events::Event::Eof) => break,
+                    Ok(_) => {}
+                    Err(e) => panic!("not well-formed XML: {e}"),
+                }
+            }
+            assert_eq!(elements.first().map(|e| e.0.as_str()), Some("svg"));
+            Svg { elements, texts }
+        }
+
+        fn has_text(&self, label: &str) -> bool {
+            self.texts.iter().any(|t| t == label)
+        }
+
+        /// How many points each polyline stroked in `color` joins, in drawing order.
+        fn lines(&self, color: RGBColor) -> Vec<usize> {
+            self.elements
+                .iter()
+                .filter(|(name, a)| name == "polyline" && a["stroke"] == hex(color))
+                .map(|(_, a)| a["points"].split_whitespace().count())
+                .collect()
+        }
+
+        /// The radius of each circle filled with `color`.
+        fn dots(&self, color: RGBColor) -> Vec<String> {
+            self.elements
+                .iter()
+                .filter(|(name, a)| name == "circle" && a["fill"] == hex(color))
+                .map(|(_, a)| a["r"].clone())
+                .collect()
+        }
+
+        /// What [`draw_line_series`] draws: the label, the line through the three rates,
+        /// its two-point legend sample, and a dot at each rate.
+        fn assert_line_series(&self, label: &str, color: RGBColor) {
+            assert!(self.has_text(label), "{label} in {:?}", self.texts);
+            assert_eq!(self.lines(color), [3, 2], "{label}");
+            assert_eq!(self.dots(color), ["3"; 3], "{label}");
+        }
+    }
+
+    /// Draws `chart` of [`points`] into a temporary file, and reads it back.
+    fn render(chart: fn(&[OpenLoop], &Path) -> Result<(), BoxError>) -> Svg {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.svg");
+        chart(&points(), &path).unwrap();
+        Svg::read(&path)
+    }
+
+    fn hex(c: RGBColor) -> String {
+        format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+    }
+
+    #[test]
+    fn the_latency_chart_draws_each_series_as_a_labelled_line_with_a_dot_per_rate() {
+        let svg = render(latency_chart);
+        svg.assert_line_series("end to end p50", BLUE);
+        svg.assert_line_series("end to end p99", RED);
+        svg.assert_line_series("POST p50", GREEN);
+        svg.assert_line_series("POST p99", MAGENTA);
+        assert!(svg.has_text("latency (ms, log scale)"), "{:?}", svg.texts);
+    }
+
+    #[test]
+    fn the_throughput_chart_draws_its_series_with_dots_and_marks_the_rates_not_kept_up() {
+        let svg = render(throughput_chart);
+        svg.assert_line_series("accepted/s (202)", GREEN);
+        svg.assert_line_series("stored/s", RGBColor(230, 140, 0));
+        // Delivered/s: a dot where the phase kept up (two of three), a cross where not.
+        assert!(svg.has_text("delivered/s (dot: kept up; cross: did not)"));
+        assert_eq!(svg.lines(BLUE), [3, 2]);
+        assert_eq!(svg.dots(BLUE), ["5"; 2]);
+        // p99 on the right axis, with the 50 ms target.
+        assert!(svg.has_text("end-to-end p99 (right axis)"));
+        assert!(svg.has_text("p99 target, 50 ms (right axis)"));
+        assert_eq!(svg.lines(RED), [3, 2]);
+        assert!(svg.has_text("offered (the diagonal)"));
+    }
+}

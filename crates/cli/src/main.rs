@@ -15,6 +15,7 @@ mod serve;
 mod subscriptions;
 
 use clap::{Parser, Subcommand};
+use orderflow_embedded::blocking::BlockingThreads;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,9 +55,13 @@ enum Command {
 }
 
 /// Threads the API runtime may start for blocking work (store reads behind GET requests,
-/// file I/O); tokio's default of 512 let a burst of requests start a hundred, whose stacks
-/// and allocator caches stayed resident.
-const BLOCKING_THREADS: usize = 16;
+/// file I/O): sixteen on the two cores it was measured on. Tokio's default of 512 let a burst
+/// of requests start a hundred, whose stacks and allocator caches stayed resident. A read
+/// needs a core while it runs, so the bound grows with the cores.
+const BLOCKING_THREADS: BlockingThreads = BlockingThreads {
+    per_core: 8,
+    floor: 16,
+};
 
 /// glibc's malloc gives busy threads arenas of their own (up to eight per core) and returns
 /// only the top of a heap to the kernel: after a burst of 2,000 connections the server's
@@ -69,7 +74,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(BLOCKING_THREADS)
+        .max_blocking_threads(BLOCKING_THREADS.here())
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -97,3 +102,20 @@ fn main() -> std::process::ExitCode {
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_may_start_eight_blocking_threads_a_core_and_never_fewer_than_sixteen() {
+        assert_eq!(BLOCKING_THREADS.on(1), 16);
+        assert_eq!(
+            BLOCKING_THREADS.on(2),
+            16,
+            "the bound measured on two cores"
+        );
+        assert_eq!(BLOCKING_THREADS.on(3), 24);
+        assert_eq!(BLOCKING_THREADS.on(64), 512);
+    }
+}

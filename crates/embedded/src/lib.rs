@@ -2,6 +2,7 @@
 //! DynamoDB Streams and SNS, plus the pollers that run the core handlers on it.
 
 pub mod backup;
+pub mod blocking;
 pub mod burst;
 mod counters;
 pub mod db;
@@ -29,6 +30,8 @@ use orderflow_core::{OrderTable, Topic};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::blocking::BlockingThreads;
 
 pub use burst::BurstConfig;
 pub use db::{Db, DbError};
@@ -105,11 +108,16 @@ pub const DEFAULT_STORE_BATCH_SIZE: usize = 10;
 /// at 1,000 orders/s beside two busy loops, against 0.5 s at five steps).
 pub const DEFAULT_PIPELINE_NICE: u8 = 5;
 
-/// Threads the pipeline runtime may start for blocking work (store reads, RSA signing).
-/// Tokio's default is 512: a burst of deliveries once started a hundred, each signing or
-/// reading on two cores, each with its own stack, allocator cache and SQLite connection
-/// beyond the pool's eight. More threads than this cannot run at once here anyway.
-const PIPELINE_BLOCKING_THREADS: usize = 8;
+/// Threads the pipeline runtime may start for blocking work (store reads, RSA signing): eight
+/// on the two cores it was measured on. Tokio's default is 512: a burst of deliveries once
+/// started a hundred, each signing or reading on two cores, each with its own stack, allocator
+/// cache and SQLite connection beyond the pool's eight. Signing needs a core while it runs, so
+/// the bound grows with the cores: a fixed eight would leave a larger machine's cores idle
+/// while deliveries wait for a thread.
+const PIPELINE_BLOCKING_THREADS: BlockingThreads = BlockingThreads {
+    per_core: 4,
+    floor: 8,
+};
 
 /// The nice value `steps` below the calling thread's, for [`set_thread_nice`]; `None` when
 /// priorities stay as they are.
@@ -374,7 +382,7 @@ impl Engine {
         let nice = nice_below_current(self.config.pipeline_nice);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("orderflow-pipeline")
-            .max_blocking_threads(PIPELINE_BLOCKING_THREADS)
+            .max_blocking_threads(PIPELINE_BLOCKING_THREADS.here())
             .on_thread_start(move || set_thread_nice(nice))
             .enable_all()
             .build()

@@ -403,6 +403,15 @@ async fn deliveries_to_subscribers_on_one_host_reuse_their_connections() {
     engine.shutdown().await;
 }
 
+#[test]
+fn the_pipeline_may_start_four_blocking_threads_a_core_and_never_fewer_than_eight() {
+    let bound = PIPELINE_BLOCKING_THREADS;
+    assert_eq!(bound.on(1), 8);
+    assert_eq!(bound.on(2), 8, "the bound measured on two cores");
+    assert_eq!(bound.on(3), 12);
+    assert_eq!(bound.on(64), 256);
+}
+
 /// Field 19 of `/proc/.../stat`, the nice value, after the parenthesised name.
 #[cfg(target_os = "linux")]
 fn nice_of(stat_path: &std::path::Path) -> i32 {

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::verdict::Verdict;
+
 /// How often RSS is read.
 const EVERY: Duration = Duration::from_secs(5);
 /// The reference point: RSS once the server has accepted this many orders.
@@ -39,8 +41,8 @@ pub struct MemoryReport {
     pub rss_after_run_mib: Option<f64>,
     /// `VmHWM`: the most the server ever held.
     pub peak_mib: Option<f64>,
-    /// `met`, `notMet`, or `notMeasured` (fewer than [`TARGET_ORDERS`] sent).
-    pub verdict: &'static str,
+    /// Not measured when fewer than [`TARGET_ORDERS`] were sent.
+    pub verdict: Verdict,
     pub why: String,
     pub samples: Vec<Sample>,
 }
@@ -168,13 +170,17 @@ pub fn judge(samples: Vec<Sample>, after: Option<f64>, peak: Option<f64>) -> Mem
     let sent = samples.iter().map(|s| s.orders_accepted).max().unwrap_or(0);
     let (verdict, why) = match (reference, after, peak) {
         _ if sent < TARGET_ORDERS => (
-            "notMeasured",
+            Verdict::NotMeasured,
             format!("{sent} orders accepted; the target is judged over {TARGET_ORDERS}"),
         ),
         (Some(reference), Some(after), Some(peak)) => {
             let steady = after <= reference * (1.0 + STEADY_SHARE);
             let low = peak <= PEAK_MIB;
-            let verdict = if steady && low { "met" } else { "notMet" };
+            let verdict = if steady && low {
+                Verdict::Met
+            } else {
+                Verdict::NotMet
+            };
             (
                 verdict,
                 format!(
@@ -187,7 +193,7 @@ pub fn judge(samples: Vec<Sample>, after: Option<f64>, peak: Option<f64>) -> Mem
             )
         }
         _ => (
-            "notMeasured",
+            Verdict::NotMeasured,
             format!("no reading of the server during the run past {REFERENCE_ORDERS} orders"),
         ),
     };
@@ -232,7 +238,7 @@ mod tests {
             Some(41.0),
             Some(45.0),
         );
-        assert_eq!(r.verdict, "notMeasured");
+        assert_eq!(r.verdict, Verdict::NotMeasured);
         assert_eq!(r.rss_at_reference_mib, Some(40.0));
     }
 
@@ -244,7 +250,7 @@ mod tests {
             Some(60.0),
         );
         assert_eq!(r.rss_at_reference_mib, None);
-        assert_eq!(r.verdict, "notMeasured");
+        assert_eq!(r.verdict, Verdict::NotMeasured);
     }
 
     #[test]
@@ -256,9 +262,18 @@ mod tests {
                 sample(1_000_000, 43.0),
             ]
         };
-        assert_eq!(judge(samples(), Some(43.9), Some(60.0)).verdict, "met");
+        assert_eq!(
+            judge(samples(), Some(43.9), Some(60.0)).verdict,
+            Verdict::Met
+        );
         // 10 % above the reference (40 MiB) is the limit: 43.9 passes, 44.1 does not.
-        assert_eq!(judge(samples(), Some(44.1), Some(60.0)).verdict, "notMet");
-        assert_eq!(judge(samples(), Some(43.0), Some(64.5)).verdict, "notMet");
+        assert_eq!(
+            judge(samples(), Some(44.1), Some(60.0)).verdict,
+            Verdict::NotMet
+        );
+        assert_eq!(
+            judge(samples(), Some(43.0), Some(64.5)).verdict,
+            Verdict::NotMet
+        );
     }
 }

@@ -8,8 +8,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::journey::{self, Journey};
+use super::latency::{Latency, ms};
+use super::orders::order_bodies;
+use super::progress::progress;
+use super::server::{order_trace, stats};
+use super::subscriber::Subscriber;
 use super::throughput::{self, TargetVerdict, Throughput};
-use super::{Journey, Latency, Subscriber, journey, ms, order_bodies, order_trace, progress};
 use crate::BoxError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,7 +43,7 @@ pub struct OpenLoop {
 /// Counts the server's stored orders and its orders queue's backlog (messages not yet
 /// stored), from `/stats`.
 async fn stored_and_backlog(client: &reqwest::Client, url: &str) -> Result<(u64, u64), BoxError> {
-    let s = super::stats(client, url).await?;
+    let s = stats(client, url).await?;
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     Ok((
         n(&s["orders"]["stored"]),

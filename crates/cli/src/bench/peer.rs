@@ -14,7 +14,8 @@ use aws_lc_rs::{digest, hmac};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::Latency;
+use super::latency::Latency;
+use super::orders::order_body;
 use crate::BoxError;
 
 /// The queue both sides use: a `queue` subscription's pull queue on ours (nothing else
@@ -189,7 +190,7 @@ impl Sqs {
 }
 
 async fn run_cycles(sqs: &Sqs, queue_url: &str, n: usize, concurrency: usize) -> CycleRun {
-    let body = super::order_body("bench-peer", 0);
+    let body = order_body("bench-peer", 0);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let results = Arc::new(Mutex::new((Vec::with_capacity(n), 0usize, 0usize)));
     let started = Instant::now();

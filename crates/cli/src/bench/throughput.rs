@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::verdict::Verdict;
+
 /// A phase kept up when every order was delivered and delivered/s reached this share of
 /// the offered rate. Delivered/s counts from the first send to the last delivery, so over a
 /// sending window of `w` seconds this allows a drain lag of about `w / 19`.
@@ -112,24 +114,6 @@ pub struct TargetVerdict {
     pub why: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum Verdict {
-    Met,
-    NotMet,
-    NotMeasured,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Met => "met",
-            Verdict::NotMet => "not met",
-            Verdict::NotMeasured => "not measured",
-        }
-    }
-}
-
 /// One phase as the target sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct PhaseOutcome<'a> {
@@ -146,41 +130,49 @@ pub fn sustained_rate_verdict(
     rate_seconds: u64,
     burst_rate: Option<u64>,
 ) -> TargetVerdict {
-    let target = format!(
-        "{TARGET_RATE} orders/s offered for {TARGET_SECONDS} s with --burst-rate 0: every order delivered, end-to-end p99 <= {TARGET_P99_MS} ms"
-    );
-    let verdict = |verdict, why: String| TargetVerdict {
-        target: target.clone(),
+    let (verdict, why) = match phase_at_target(phases, rate_seconds, burst_rate) {
+        Ok(phase) => judge(&phase),
+        Err(why) => (Verdict::NotMeasured, why),
+    };
+    TargetVerdict {
+        target: format!(
+            "{TARGET_RATE} orders/s offered for {TARGET_SECONDS} s with --burst-rate 0: every order delivered, end-to-end p99 <= {TARGET_P99_MS} ms"
+        ),
         verdict,
         why,
-    };
-    let Some(phase) = phases.iter().find(|p| p.offered_per_second == TARGET_RATE) else {
-        return verdict(
-            Verdict::NotMeasured,
-            format!("no phase at {TARGET_RATE} orders/s (--rates)"),
-        );
-    };
+    }
+}
+
+/// The phase that measures the target, or why the run has none (and the flag that gives one).
+fn phase_at_target<'a>(
+    phases: &[PhaseOutcome<'a>],
+    rate_seconds: u64,
+    burst_rate: Option<u64>,
+) -> Result<PhaseOutcome<'a>, String> {
+    let phase = phases
+        .iter()
+        .find(|p| p.offered_per_second == TARGET_RATE)
+        .copied()
+        .ok_or_else(|| format!("no phase at {TARGET_RATE} orders/s (--rates)"))?;
     if rate_seconds < TARGET_SECONDS {
-        return verdict(
-            Verdict::NotMeasured,
-            format!("the phase lasted {rate_seconds} s, not {TARGET_SECONDS} (--rate-seconds)"),
-        );
+        return Err(format!(
+            "the phase lasted {rate_seconds} s, not {TARGET_SECONDS} (--rate-seconds)"
+        ));
     }
     match burst_rate {
-        Some(0) => {}
-        Some(n) => {
-            return verdict(
-                Verdict::NotMeasured,
-                format!("the server stepped aside for bursts from {n} orders/s (--burst-rate 0)"),
-            );
-        }
-        None => {
-            return verdict(
-                Verdict::NotMeasured,
-                "the server's burst policy is unknown (--url); let the bench start it with --burst-rate 0".into(),
-            );
-        }
+        Some(0) => Ok(phase),
+        Some(n) => Err(format!(
+            "the server stepped aside for bursts from {n} orders/s (--burst-rate 0)"
+        )),
+        None => Err(
+            "the server's burst policy is unknown (--url); let the bench start it with --burst-rate 0"
+                .into(),
+        ),
     }
+}
+
+/// Met when every order was delivered and p99 is within the target; otherwise what missed.
+fn judge(phase: &PhaseOutcome<'_>) -> (Verdict, String) {
     let t = phase.throughput;
     let p99 = phase.end_to_end_p99_ms;
     let mut misses = Vec::new();
@@ -195,7 +187,7 @@ pub fn sustained_rate_verdict(
         misses.push(format!("end-to-end p99 {p99:.1} ms"));
     }
     if misses.is_empty() {
-        verdict(
+        (
             Verdict::Met,
             format!(
                 "every order delivered, end-to-end p99 {p99:.1} ms, {:.0} delivered/s",
@@ -203,7 +195,7 @@ pub fn sustained_rate_verdict(
             ),
         )
     } else {
-        verdict(Verdict::NotMet, misses.join("; "))
+        (Verdict::NotMet, misses.join("; "))
     }
 }
 
@@ -349,16 +341,18 @@ mod tests {
     fn the_target_is_not_measured_by_a_shorter_run_a_burst_policy_or_another_rate() {
         let every = all_delivered(180_000);
         let phases = at_target(&every, 10.0);
-        let not_measured = |phases: &[PhaseOutcome<'_>], secs, burst| {
-            sustained_rate_verdict(phases, secs, burst).verdict == Verdict::NotMeasured
+        // Not measured, and the reason names the flag that would measure it.
+        let not_measured_for = |phases: &[PhaseOutcome<'_>], secs, burst, flag: &str| {
+            let v = sustained_rate_verdict(phases, secs, burst);
+            v.verdict == Verdict::NotMeasured && v.why.contains(flag)
         };
-        assert!(not_measured(&phases, 59, Some(0)));
-        assert!(not_measured(&phases, 60, Some(5_000)));
-        assert!(not_measured(&phases, 60, None));
+        assert!(not_measured_for(&phases, 59, Some(0), "--rate-seconds"));
+        assert!(not_measured_for(&phases, 60, Some(5_000), "--burst-rate 0"));
+        assert!(not_measured_for(&phases, 60, None, "--burst-rate 0"));
         let other = [PhaseOutcome {
             offered_per_second: 2_500,
             ..phases[0]
         }];
-        assert!(not_measured(&other, 60, Some(0)));
+        assert!(not_measured_for(&other, 60, Some(0), "--rates"));
     }
 }

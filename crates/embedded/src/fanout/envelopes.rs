@@ -200,14 +200,18 @@ mod tests {
             message_id: message_id.into(),
             attempts: 0,
             created_at: 1_767_225_600_000,
-            subscription: subscription(sub, TOPIC),
-            message: Some(TopicMessage {
-                message_id: message_id.into(),
-                subject: subject.into(),
-                message: "{\"orderId\":\"o-1\",\"note\":\"line\\nbreak \\\"q\\\" é </>\"}".into(),
-                attributes: attrs,
-                published_at: 1_767_225_600_123,
-            }),
+            subscription: subscription(sub, TOPIC).into(),
+            message: Some(
+                TopicMessage {
+                    message_id: message_id.into(),
+                    subject: subject.into(),
+                    message: "{\"orderId\":\"o-1\",\"note\":\"line\\nbreak \\\"q\\\" é </>\"}"
+                        .into(),
+                    attributes: attrs,
+                    published_at: 1_767_225_600_123,
+                }
+                .into(),
+            ),
         }
     }
 
@@ -294,7 +298,7 @@ mod tests {
         let envelopes = Envelopes::default();
         let first = notification("m-1", "", false, "s1");
         let mut legacy = notification("m-1", "", false, "s2");
-        legacy.subscription = subscription("s2", crate::topic::LEGACY_TOPIC_ARN);
+        legacy.subscription = subscription("s2", crate::topic::LEGACY_TOPIC_ARN).into();
         let _ = envelopes.text(None, &first, PUBLIC).await;
         let text: Value =
             serde_json::from_str(&envelopes.text(None, &legacy, PUBLIC).await).unwrap();

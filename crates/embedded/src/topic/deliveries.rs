@@ -85,6 +85,9 @@ impl SqliteTopic {
     /// Due deliveries per subscription: for each `(subscription id, n)`, up to `n` of its
     /// pending deliveries whose time has come, oldest first, skipping `exclude` (those the
     /// worker already holds). Also returns when the next not-yet-due delivery falls due.
+    ///
+    /// Each subscription and each message is read and parsed once per call, however many
+    /// deliveries share it: with ten subscribers a message is due ten times in one read.
     pub async fn due_for(
         &self,
         wants: Vec<(String, usize)>,
@@ -93,31 +96,66 @@ impl SqliteTopic {
         self.db
             .read(move |c| {
                 let now = now_ms();
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT d.id, d.kind, d.message_id, d.attempts, d.created_at,
-                            m.subject, m.message, m.attributes, m.published_at, {SUBSCRIPTION_COLUMNS}
-                     FROM deliveries d
-                     JOIN subscriptions s ON s.id = d.subscription_id
-                     LEFT JOIN topic_messages m ON m.message_id = d.message_id
-                     WHERE d.subscription_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
-                     ORDER BY d.next_attempt_at, d.id LIMIT ?3"
+                let mut due = c.prepare_cached(
+                    "SELECT id, kind, message_id, attempts, created_at FROM deliveries
+                     WHERE subscription_id = ?1 AND state = 'pending' AND next_attempt_at <= ?2
+                     ORDER BY next_attempt_at, id LIMIT ?3",
+                )?;
+                let mut subscription = c.prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = ?1"
                 ))?;
+                let mut message = c.prepare_cached(
+                    "SELECT subject, message, attributes, published_at FROM topic_messages
+                     WHERE message_id = ?1",
+                )?;
+                let mut messages: HashMap<String, Option<Arc<TopicMessage>>> = HashMap::new();
                 let mut out = Vec::new();
-                for (subscription, n) in wants {
+                for (subscription_id, n) in wants {
+                    let Some(sub) = subscription
+                        .query_row(params![subscription_id], |r| subscription_from_row(r, 0))
+                        .optional()?
+                    else {
+                        continue; // removed since it was listed: its deliveries went with it
+                    };
+                    let sub = Arc::new(sub);
                     // Held ones come first in the same order, so ask for enough to skip them.
                     let limit = (n + exclude.len()) as i64;
-                    let rows = stmt.query_map(params![subscription, now, limit], due_from_row)?;
+                    let mut rows = due.query(params![subscription_id, now, limit])?;
                     let mut taken = 0;
-                    for row in rows {
-                        let d = row?;
-                        if exclude.contains(&d.id) {
+                    while taken < n
+                        && let Some(r) = rows.next()?
+                    {
+                        let id: i64 = r.get(0)?;
+                        if exclude.contains(&id) {
                             continue;
                         }
-                        out.push(d);
+                        let kind: String = r.get(1)?;
+                        let message_id: String = r.get(2)?;
+                        let message = match messages.get(&message_id) {
+                            Some(m) => m.clone(),
+                            None => {
+                                let m = message
+                                    .query_row(params![message_id], |m| message_from_row(m, &message_id))
+                                    .optional()?
+                                    .map(Arc::new);
+                                messages.insert(message_id.clone(), m.clone());
+                                m
+                            }
+                        };
+                        out.push(DueDelivery {
+                            id,
+                            kind: if kind == "Notification" {
+                                DeliveryKind::Notification
+                            } else {
+                                DeliveryKind::SubscriptionConfirmation
+                            },
+                            message_id,
+                            attempts: r.get(3)?,
+                            created_at: r.get(4)?,
+                            subscription: Arc::clone(&sub),
+                            message,
+                        });
                         taken += 1;
-                        if taken == n {
-                            break;
-                        }
                     }
                 }
                 let next: Option<i64> = c

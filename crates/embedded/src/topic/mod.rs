@@ -182,8 +182,10 @@ pub struct DueDelivery {
     pub message_id: String,
     pub attempts: u32,
     pub created_at: i64,
-    pub subscription: Subscription,
-    pub message: Option<TopicMessage>,
+    /// Shared by every due delivery of the subscription read together.
+    pub subscription: Arc<Subscription>,
+    /// Shared by every subscription's delivery of the message read together.
+    pub message: Option<Arc<TopicMessage>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -428,34 +430,14 @@ impl DeliveryOutcome {
     }
 }
 
-fn due_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DueDelivery> {
-    let kind: String = r.get(1)?;
-    let subject: Option<String> = r.get(5)?;
-    let message = match subject {
-        Some(subject) => {
-            let attributes: String = r.get(7)?;
-            Some(TopicMessage {
-                message_id: r.get(2)?,
-                subject,
-                message: r.get(6)?,
-                attributes: serde_json::from_str(&attributes).unwrap_or_default(),
-                published_at: r.get(8)?,
-            })
-        }
-        None => None,
-    };
-    Ok(DueDelivery {
-        id: r.get(0)?,
-        kind: if kind == "Notification" {
-            DeliveryKind::Notification
-        } else {
-            DeliveryKind::SubscriptionConfirmation
-        },
-        message_id: r.get(2)?,
-        attempts: r.get(3)?,
-        created_at: r.get(4)?,
-        subscription: subscription_from_row(r, 9)?,
-        message,
+fn message_from_row(r: &rusqlite::Row<'_>, message_id: &str) -> rusqlite::Result<TopicMessage> {
+    let attributes: String = r.get(2)?;
+    Ok(TopicMessage {
+        message_id: message_id.to_owned(),
+        subject: r.get(0)?,
+        message: r.get(1)?,
+        attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+        published_at: r.get(3)?,
     })
 }
 

@@ -218,16 +218,25 @@ impl SqliteTopic {
         self.db
             .read(move |c| {
                 let mut out = Vec::with_capacity(subs.len());
-                let mut stmt = c.prepare_cached("SELECT filtered FROM subscriptions WHERE id = ?1")?;
+                let mut stmt =
+                    c.prepare_cached("SELECT filtered FROM subscriptions WHERE id = ?1")?;
                 let mut err_stmt = c.prepare_cached(
-                    // Named states, so the index skips the subscription's delivered history.
-                    "SELECT last_error FROM deliveries WHERE subscription_id = ?1 AND last_error IS NOT NULL
-                     AND state IN ('pending', 'failed') ORDER BY id DESC LIMIT 1",
+                    // One state a side, so each side reads its partial index and never the
+                    // subscription's delivered history.
+                    "SELECT last_error FROM (
+                         SELECT id, last_error FROM deliveries
+                         WHERE subscription_id = ?1 AND state = 'pending' AND last_error IS NOT NULL
+                         UNION ALL
+                         SELECT id, last_error FROM deliveries
+                         WHERE subscription_id = ?1 AND state = 'failed' AND last_error IS NOT NULL
+                     ) ORDER BY id DESC LIMIT 1",
                 )?;
                 for s in subs {
-                    let filtered: Option<i64> = stmt.query_row(params![s.id], |r| r.get(0)).optional()?;
+                    let filtered: Option<i64> =
+                        stmt.query_row(params![s.id], |r| r.get(0)).optional()?;
                     let counts = crate::counters::deliveries(c, Some(&s.id))?;
-                    let last_error: Option<String> = err_stmt.query_row(params![s.id], |r| r.get(0)).optional()?;
+                    let last_error: Option<String> =
+                        err_stmt.query_row(params![s.id], |r| r.get(0)).optional()?;
                     out.push(SubscriptionHealth {
                         subscription: s,
                         deliveries: DeliveryStats {

@@ -99,6 +99,7 @@ fn timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Percent-encodes all but RFC 3986's unreserved characters.
 fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -462,6 +463,17 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 3986's unreserved characters stay; every other byte of the UTF-8 text becomes
+    /// `%` and two uppercase hex digits (https://www.rfc-editor.org/rfc/rfc3986#section-2.1).
+    #[test]
+    fn a_link_escapes_every_byte_but_the_unreserved_ones() {
+        assert_eq!(query_escape("aZ09-_.~"), "aZ09-_.~");
+        assert_eq!(
+            query_escape("arn:aws:sns:us-east-1:1:t/x y+é\\0"),
+            "arn%3Aaws%3Asns%3Aus-east-1%3A1%3At%2Fx%20y%2B%C3%A9%5C0"
+        );
+    }
 
     #[test]
     fn backoff_grows_exponentially_within_bounds() {

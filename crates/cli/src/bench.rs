@@ -29,11 +29,6 @@ use server::{start_server, stop_server};
 #[cfg(test)]
 pub use {latency::Latency, throughput::Throughput};
 
-// `fanout` reaches these through `super::`.
-use closed_loop::closed_loop;
-use orders::order_bodies;
-use server::urlencode;
-
 pub async fn run(mut args: BenchArgs) -> Result<ExitCode, BoxError> {
     if args.quick {
         args.orders = args.orders.min(2_000);

@@ -10,6 +10,10 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::closed_loop::post_orders;
+use super::orders::order_bodies;
+use super::server::urlencode;
+use super::subscriber::serve_hook;
 use crate::BoxError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,12 +77,7 @@ async fn start_hooks(client: reqwest::Client) -> Result<(String, Arc<Hooks>), Bo
             ),
         )
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((base, hooks))
+    Ok((serve_hook(app).await?, hooks))
 }
 
 async fn signatures(client: &reqwest::Client, url: &str) -> Option<f64> {
@@ -162,24 +161,17 @@ pub async fn measure(
         let ids: Vec<String> = (0..orders)
             .map(|i| format!("{run}-f{round}x{n}-{i}"))
             .collect();
-        let bodies = super::order_bodies(&ids);
-        let orders_url = format!("{url}/orders");
+        let bodies = order_bodies(&ids);
         let signed_before = signatures(client, url).await;
         let received_before = hooks.notifications.load(Ordering::Relaxed);
         let started = Instant::now();
-        let posted = super::closed_loop(
+        let posted = post_orders(
+            client,
+            url,
             &format!("{n} subs"),
-            orders,
-            concurrency,
-            |i| {
-                client
-                    .post(&orders_url)
-                    .header("content-type", "application/json")
-                    .body(bodies[i].clone())
-            },
-            reqwest::StatusCode::ACCEPTED,
-            None,
             &ids,
+            &bodies,
+            concurrency,
         )
         .await;
         let expected = received_before + posted.ok * n;
@@ -214,7 +206,7 @@ pub async fn measure(
         });
         for arn in arns {
             let _ = client
-                .delete(format!("{url}/subscriptions/{}", super::urlencode(&arn)))
+                .delete(format!("{url}/subscriptions/{}", urlencode(&arn)))
                 .send()
                 .await;
         }

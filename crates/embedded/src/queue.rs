@@ -67,6 +67,10 @@ pub struct ReceivedMessage {
     pub sent_at: i64,
     pub receive_count: u32,
     pub first_received_at: i64,
+    /// The queue the redrive policy moved this message from, when it was dead-lettered
+    /// (SQS's `DeadLetterQueueSourceArn`); `None` for one sent to this queue directly, and
+    /// cleared when a redrive puts it back.
+    pub dead_letter_source: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +120,7 @@ struct Candidate {
     sent_at: i64,
     receive_count: i64,
     first_received_at: Option<i64>,
+    source_queue: Option<String>,
 }
 
 #[derive(Debug)]
@@ -213,8 +218,8 @@ impl Queue {
                 loop {
                     let candidates: Vec<Candidate> = c
                         .prepare_cached(
-                            "SELECT seq, message_id, body, attributes, sent_at, receive_count, first_received_at
-                             FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
+                            "SELECT seq, message_id, body, attributes, sent_at, receive_count, first_received_at,
+                             source_queue FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2
                              ORDER BY visible_at, seq LIMIT ?3",
                         )?
                         .query_map(params![queue, now, (max - messages.len()) as i64], |r| {
@@ -226,6 +231,7 @@ impl Queue {
                                 sent_at: r.get(4)?,
                                 receive_count: r.get(5)?,
                                 first_received_at: r.get(6)?,
+                                source_queue: r.get(7)?,
                             })
                         })?
                         .collect::<Result<_, _>>()?;
@@ -240,6 +246,7 @@ impl Queue {
                         sent_at,
                         receive_count: count,
                         first_received_at: first,
+                        source_queue,
                     } in candidates
                     {
                         if count >= max_receives {
@@ -266,6 +273,7 @@ impl Queue {
                             sent_at,
                             receive_count: u32::try_from(count + 1).unwrap_or(u32::MAX),
                             first_received_at: first,
+                            dead_letter_source: source_queue,
                         });
                     }
                     if messages.len() >= max {
@@ -427,7 +435,7 @@ impl Queue {
     }
 
     /// Moves dead letters back to the source queue with a fresh receive count (all of them,
-    /// or the given ids). Returns how many moved.
+    /// or the given ids), no longer marked as dead-lettered. Returns how many moved.
     pub async fn redrive(&self, message_ids: Option<Vec<String>>) -> Result<usize, DbError> {
         let queue = self.config.name.clone();
         let dlq = self.dlq.clone();
@@ -437,8 +445,8 @@ impl Queue {
                 let now = now_ms();
                 let sql =
                     "UPDATE queue_messages SET queue = ?1, visible_at = ?3, receive_count = 0,
-                           first_received_at = NULL, receipt_handle = NULL, dead_lettered_at = NULL
-                           WHERE queue = ?2";
+                           first_received_at = NULL, receipt_handle = NULL, dead_lettered_at = NULL,
+                           source_queue = NULL WHERE queue = ?2";
                 Ok(match message_ids {
                     None => c.execute(sql, params![queue, dlq, now])?,
                     Some(ids) => {
@@ -682,6 +690,44 @@ mod tests {
         assert_eq!(
             r.messages[0].receive_count, 1,
             "a redriven message starts over"
+        );
+    }
+
+    /// SQS's `DeadLetterQueueSourceArn` names the queue the redrive policy moved a message
+    /// from; a message sent to the DLQ directly has none, and a redrive back clears it.
+    #[tokio::test]
+    async fn a_dead_lettered_message_names_the_queue_it_came_from_until_it_is_redriven() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = queue(&dir, 30_000, 1);
+        let dlq = q.dead_letter_queue();
+        q.send("poison".into(), BTreeMap::new()).await.unwrap();
+        let first = q.receive(10).await.unwrap().messages.remove(0);
+        assert_eq!(first.dead_letter_source, None);
+        q.release(vec![first.receipt_handle]).await.unwrap();
+        assert!(q.receive(10).await.unwrap().messages.is_empty(), "moved");
+        dlq.send("sent straight".into(), BTreeMap::new())
+            .await
+            .unwrap();
+
+        let dead = dlq.receive(10).await.unwrap().messages;
+        let source = |body: &str| {
+            dead.iter()
+                .find(|m| m.body == body)
+                .map(|m| m.dead_letter_source.clone())
+                .unwrap()
+        };
+        assert_eq!(source("poison").as_deref(), Some("orders"));
+        assert_eq!(source("sent straight"), None);
+
+        dlq.release(dead.iter().map(|m| m.receipt_handle.clone()).collect())
+            .await
+            .unwrap();
+        assert_eq!(q.redrive(None).await.unwrap(), 2);
+        let back = q.receive(10).await.unwrap().messages;
+        assert_eq!(back.len(), 2);
+        assert!(
+            back.iter().all(|m| m.dead_letter_source.is_none()),
+            "a redriven message is no longer a dead letter: {back:?}"
         );
     }
 

@@ -248,22 +248,31 @@ fn selects(requested: &[String], name: &str) -> bool {
     })
 }
 
+/// SQS's system attribute naming the queue a dead letter was moved from: "Returns the
+/// source queue ARN of the message that was moved to the dead-letter queue".
+/// <https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html>
+pub const DEAD_LETTER_QUEUE_SOURCE_ARN: &str = "DeadLetterQueueSourceArn";
+
 /// The system attributes `ReceiveMessage` can return.
-pub const SYSTEM_ATTRIBUTES: [&str; 4] = [
+pub const SYSTEM_ATTRIBUTES: [&str; 5] = [
     "ApproximateReceiveCount",
     "ApproximateFirstReceiveTimestamp",
     "SentTimestamp",
     "SenderId",
+    DEAD_LETTER_QUEUE_SOURCE_ARN,
 ];
 
 /// A received message as `ReceiveMessage` returns it: the system attributes and message
-/// attributes asked for, and the digests of what is returned.
+/// attributes asked for, and the digests of what is returned. `source_arn` is the ARN of
+/// the queue the redrive policy moved it from, for a dead letter; a message without one
+/// has no `DeadLetterQueueSourceArn`, even under `All`, as SQS leaves it out.
 pub fn received_json(
     m: &ReceivedMessage,
     typed: bool,
     system_names: &[String],
     attribute_names: &[String],
     sender_id: &str,
+    source_arn: Option<&str>,
 ) -> Value {
     let mut out = Map::new();
     out.insert("MessageId".into(), json!(m.message_id));
@@ -277,6 +286,10 @@ pub fn received_json(
                 "ApproximateReceiveCount" => m.receive_count.to_string(),
                 "ApproximateFirstReceiveTimestamp" => m.first_received_at.to_string(),
                 "SentTimestamp" => m.sent_at.to_string(),
+                DEAD_LETTER_QUEUE_SOURCE_ARN => match source_arn {
+                    Some(arn) => arn.to_owned(),
+                    None => continue,
+                },
                 _ => sender_id.to_owned(),
             };
             system.insert(name.into(), json!(value));
@@ -331,6 +344,50 @@ mod tests {
         assert!(!selects(&names(&["order.*"]), "orderid"));
         assert!(selects(&names(&["x", "y"]), "y"));
         assert!(!selects(&names(&[]), "y"));
+    }
+
+    fn message(dead_letter_source: Option<&str>) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: "m".into(),
+            receipt_handle: "h".into(),
+            body: "b".into(),
+            attributes: BTreeMap::new(),
+            sent_at: 1,
+            receive_count: 1,
+            first_received_at: 2,
+            dead_letter_source: dead_letter_source.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_dead_letter_source_arn_is_returned_by_name_or_all_and_only_for_a_dead_letter() {
+        let arn = "arn:aws:sqs:us-east-1:000000000000:POC-Queue";
+        let system = |m: &ReceivedMessage, names: &[&str], arn: Option<&str>| {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            received_json(m, false, &names, &[], "000000000000", arn)["Attributes"].clone()
+        };
+        let dead = message(Some("orders"));
+        assert_eq!(
+            system(&dead, &[DEAD_LETTER_QUEUE_SOURCE_ARN], Some(arn)),
+            json!({"DeadLetterQueueSourceArn": arn})
+        );
+        assert_eq!(
+            system(&dead, &["All"], Some(arn))[DEAD_LETTER_QUEUE_SOURCE_ARN],
+            arn
+        );
+        assert_eq!(
+            system(&dead, &["SentTimestamp"], Some(arn)),
+            json!({"SentTimestamp": "1"}),
+            "not asked for, not returned"
+        );
+        let all = system(&message(None), &["All"], None);
+        assert_eq!(all.as_object().unwrap().len(), SYSTEM_ATTRIBUTES.len() - 1);
+        assert!(all.get(DEAD_LETTER_QUEUE_SOURCE_ARN).is_none());
+        assert_eq!(
+            system(&message(None), &[DEAD_LETTER_QUEUE_SOURCE_ARN], None),
+            Value::Null,
+            "a message sent to the queue directly has no source and no Attributes"
+        );
     }
 
     #[test]

@@ -521,6 +521,11 @@ impl<'a> Sqs<'a> {
         let typed = target.typed_attributes();
         let sender = &self.addressing.account_id;
         let queue = target.name();
+        // A dead letter came from this DLQ's one source queue, named by its ARN as
+        // `GetQueueAttributes` gives it.
+        let source_arn = target
+            .dead_letter_source()
+            .map(|t| self.addressing.arn(&t.name()));
         let received_ms = chrono::Utc::now().timestamp_millis();
         let messages: Vec<Value> = received
             .into_iter()
@@ -530,7 +535,15 @@ impl<'a> Sqs<'a> {
                     received_ms,
                 }
                 .issue(&queue);
-                messages::received_json(&m, typed, &system, &input.message_attribute_names, sender)
+                let source = m.dead_letter_source.as_ref().and(source_arn.as_deref());
+                messages::received_json(
+                    &m,
+                    typed,
+                    &system,
+                    &input.message_attribute_names,
+                    sender,
+                    source,
+                )
             })
             .collect();
         if messages.is_empty() {

@@ -72,15 +72,11 @@ impl Sqs<'_> {
     ) -> Result<Value, AwsError> {
         let source_arn = required(input.source_arn, "SourceArn")?;
         let dlq = self.by_arn(&source_arn).await?;
-        let origin = match &dlq {
-            Target::OrdersDlq => Target::Orders,
-            Target::SubscriptionDlq(s) => Target::Subscription(s.clone()),
-            _ => {
-                return Err(AwsError::invalid_parameter(format!(
-                    "Source queue must be configured as a Dead Letter Queue: {source_arn}"
-                )));
-            }
-        };
+        let origin = dlq.dead_letter_source().ok_or_else(|| {
+            AwsError::invalid_parameter(format!(
+                "Source queue must be configured as a Dead Letter Queue: {source_arn}"
+            ))
+        })?;
         let origin_arn = self.addressing.arn(&origin.name());
         if input
             .destination_arn

@@ -51,6 +51,16 @@ impl Target {
         }
     }
 
+    /// The queue whose redrive policy names this one as its DLQ, if this is a DLQ: each of
+    /// our DLQs has exactly one source.
+    pub fn dead_letter_source(&self) -> Option<Target> {
+        match self {
+            Target::OrdersDlq => Some(Target::Orders),
+            Target::SubscriptionDlq(s) => Some(Target::Subscription(s.clone())),
+            _ => None,
+        }
+    }
+
     /// Messages delivered by the topic carry typed attributes (`{"Type", "Value"}` JSON, as
     /// raw delivery stores them); the orders queue carries plain strings, which is what
     /// the store handler reads.

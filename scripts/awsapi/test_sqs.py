@@ -153,9 +153,12 @@ def test_a_batch_of_orders_is_stored_and_a_malformed_one_ends_in_the_dead_letter
     dlq = queue_url(server, "POC-Queue-DLQ")
     def dead():
         got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                  MessageSystemAttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+                                  MessageSystemAttributeNames=["ApproximateReceiveCount",
+                                                               "DeadLetterQueueSourceArn"]).get("Messages", [])
         return [m for m in got if m["Body"] == bad]
     message = wait_for(dead)[0]
+    # The redrive policy moved it: it names the orders queue as its source (API_ReceiveMessage.html).
+    assert message["Attributes"]["DeadLetterQueueSourceArn"] == "arn:aws:sqs:us-east-1:000000000000:POC-Queue"
     sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
 
 
@@ -567,6 +570,44 @@ def test_a_dead_letter_queue_names_its_source_queue(server, sqs):
     assert sqs.list_dead_letter_source_queues(QueueUrl=queue_url(server, "audit-dlq"))["queueUrls"] == [
         queue_url(server, "audit")]
     assert sqs.list_dead_letter_source_queues(QueueUrl=queue_url(server, "audit"))["queueUrls"] == []
+
+
+def test_a_dead_letter_names_its_source_queue_arn_and_a_message_sent_to_the_dlq_has_none(server, sqs):
+    # ReceiveMessage's MessageSystemAttributeNames: "DeadLetterQueueSourceArn - Returns the
+    # source queue ARN of the message that was moved to the dead-letter queue"; `All` returns
+    # every one, and the deprecated AttributeNames names them as well.
+    # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html
+    url, dlq = queue_url(server, "scratch"), queue_url(server, "scratch-dlq")
+    sqs.purge_queue(QueueUrl=url)
+    sqs.purge_queue(QueueUrl=dlq)
+    source_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])[
+        "Attributes"]["RedrivePolicy"])
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    for _ in range(policy["maxReceiveCount"]):
+        assert [m["Body"] for m in sqs.receive_message(QueueUrl=url, VisibilityTimeout=0)["Messages"]] == ["poison"]
+    assert "Messages" not in sqs.receive_message(QueueUrl=url), "past maxReceiveCount it moves to the DLQ"
+    sqs.send_message(QueueUrl=dlq, MessageBody="sent straight")
+
+    def received(**names):
+        got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=0, **names)["Messages"]
+        return {m["Body"]: m.get("Attributes", {}) for m in got}
+
+    by_name = received(MessageSystemAttributeNames=["DeadLetterQueueSourceArn"])
+    assert by_name == {"poison": {"DeadLetterQueueSourceArn": source_arn}, "sent straight": {}}
+    every = received(MessageSystemAttributeNames=["All"])
+    assert every["poison"]["DeadLetterQueueSourceArn"] == source_arn
+    assert "DeadLetterQueueSourceArn" not in every["sent straight"]
+    assert {"ApproximateReceiveCount", "SentTimestamp", "SenderId"} <= set(every["sent straight"])
+    legacy = received(AttributeNames=["DeadLetterQueueSourceArn"])
+    assert legacy == {"poison": {"DeadLetterQueueSourceArn": source_arn}, "sent straight": {}}
+
+    # Moved back to its source, it is no dead letter any more.
+    sqs.start_message_move_task(SourceArn="arn:aws:sqs:us-east-1:000000000000:scratch-dlq")
+    back = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])["Messages"]
+    assert sorted(m["Body"] for m in back) == ["poison", "sent straight"]
+    assert all("DeadLetterQueueSourceArn" not in m["Attributes"] for m in back), back
+    sqs.purge_queue(QueueUrl=url)
 
 
 def test_a_message_move_task_puts_dead_letters_back_on_their_source_queue(server, sqs):

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::closed_loop::post_orders;
 use super::orders::order_bodies;
 use super::server::urlencode;
-use super::subscriber::serve_hook;
+use super::subscriber::{confirm, serve_hook};
 use crate::BoxError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,13 +57,7 @@ async fn start_hooks(client: reqwest::Client) -> Result<(String, Arc<Hooks>), Bo
                     {
                         Some("SubscriptionConfirmation") => {
                             let envelope: Value = serde_json::from_slice(&body).unwrap_or_default();
-                            if let Some(url) = envelope["SubscribeURL"].as_str()
-                                && client
-                                    .get(url)
-                                    .send()
-                                    .await
-                                    .is_ok_and(|r| r.status().is_success())
-                            {
+                            if confirm(&client, &envelope).await {
                                 hooks.confirmed.fetch_add(1, Ordering::Relaxed);
                             }
                         }

@@ -65,13 +65,8 @@ pub async fn start_subscriber(
                     };
                     match kind {
                         "SubscriptionConfirmation" => {
-                            if let Some(url) = envelope["SubscribeURL"].as_str()
-                                && client
-                                    .get(url)
-                                    .send()
-                                    .await
-                                    .is_ok_and(|r| r.status().is_success())
-                            {
+                            let confirmed = confirm(&client, &envelope).await;
+                            if confirmed {
                                 sub.confirmed.notify_one();
                             }
                         }
@@ -100,6 +95,19 @@ pub async fn start_subscriber(
         )
         .with_state(state);
     Ok((serve_hook(app).await?, sub))
+}
+
+/// Confirms the subscription a `SubscriptionConfirmation` envelope asks about, as a
+/// subscriber does: a GET of its `SubscribeURL`. True once the server said yes.
+pub async fn confirm(client: &reqwest::Client, envelope: &Value) -> bool {
+    let Some(url) = envelope["SubscribeURL"].as_str() else {
+        return false;
+    };
+    client
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }
 
 /// Serves `app`, which routes `/hook`, on a free local port for the rest of the run; returns

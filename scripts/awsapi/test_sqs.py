@@ -602,7 +602,10 @@ def test_a_dead_letter_names_its_source_queue_arn_and_a_message_sent_to_the_dlq_
     legacy = received(AttributeNames=["DeadLetterQueueSourceArn"])
     assert legacy == {"poison": {"DeadLetterQueueSourceArn": source_arn}, "sent straight": {}}
 
-    # Moved back to its source, it is no dead letter any more.
+    # Moved back to its source, neither reads as a dead letter there (the source queue has no
+    # source of its own; the engine test
+    # queue::tests::a_dead_lettered_message_names_the_queue_it_came_from_until_it_is_redriven
+    # checks the move back clears what it stored).
     sqs.start_message_move_task(SourceArn="arn:aws:sqs:us-east-1:000000000000:scratch-dlq")
     back = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])["Messages"]
     assert sorted(m["Body"] for m in back) == ["poison", "sent straight"]

@@ -369,6 +369,17 @@ mod tests {
                  ) ORDER BY id DESC LIMIT 1",
                 "deliveries_pending (subscription_id=?)",
             ),
+            (
+                // The other side of the same union: the failed ones, never the history.
+                "SELECT last_error FROM (
+                     SELECT id, last_error FROM deliveries
+                     WHERE subscription_id = 's' AND state = 'pending' AND last_error IS NOT NULL
+                     UNION ALL
+                     SELECT id, last_error FROM deliveries
+                     WHERE subscription_id = 's' AND state = 'failed' AND last_error IS NOT NULL
+                 ) ORDER BY id DESC LIMIT 1",
+                "deliveries_failed (subscription_id=?)",
+            ),
             ("SELECT value FROM counters WHERE name = 'orders'", "PRIMARY KEY"),
             (
                 "SELECT sum(n) FROM delivery_counts WHERE subscription_id = 's'",

@@ -255,6 +255,16 @@ fn fmt_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A subscription's (`?1`) latest delivery error, for its health. One state a side, so each
+/// side reads its partial index and never the subscription's delivered history.
+pub(crate) const LATEST_ERROR_SQL: &str = "SELECT last_error FROM (
+         SELECT id, last_error FROM deliveries
+         WHERE subscription_id = ?1 AND state = 'pending' AND last_error IS NOT NULL
+         UNION ALL
+         SELECT id, last_error FROM deliveries
+         WHERE subscription_id = ?1 AND state = 'failed' AND last_error IS NOT NULL
+     ) ORDER BY id DESC LIMIT 1";
+
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "s.id, s.arn, s.protocol, s.endpoint, s.status, s.token, s.created_at, s.confirmed_at, s.name, s.settings, s.source";
 
 pub(crate) fn subscription_from_row(

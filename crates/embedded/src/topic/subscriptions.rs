@@ -220,17 +220,7 @@ impl SqliteTopic {
                 let mut out = Vec::with_capacity(subs.len());
                 let mut stmt =
                     c.prepare_cached("SELECT filtered FROM subscriptions WHERE id = ?1")?;
-                let mut err_stmt = c.prepare_cached(
-                    // One state a side, so each side reads its partial index and never the
-                    // subscription's delivered history.
-                    "SELECT last_error FROM (
-                         SELECT id, last_error FROM deliveries
-                         WHERE subscription_id = ?1 AND state = 'pending' AND last_error IS NOT NULL
-                         UNION ALL
-                         SELECT id, last_error FROM deliveries
-                         WHERE subscription_id = ?1 AND state = 'failed' AND last_error IS NOT NULL
-                     ) ORDER BY id DESC LIMIT 1",
-                )?;
+                let mut err_stmt = c.prepare_cached(LATEST_ERROR_SQL)?;
                 for s in subs {
                     let filtered: Option<i64> =
                         stmt.query_row(params![s.id], |r| r.get(0)).optional()?;

@@ -11,7 +11,7 @@ RULES = [
     ("publish", [r"topic::publish_in", r"topic::\{impl#\d+\}::publish_batch", r"publish_orders_explained", r"handlers::publish"]),
     ("stream", [r"stream::\{impl#\d+\}::read", r"stream::\{impl#\d+\}::checkpoint", r"pollers::run_stream_poller"]),
     ("store", [r"::put_new", r"store_orders_explained", r"pollers::process_batch", r"queue::\{impl#\d+\}::receive_batch", r"queue::\{impl#\d+\}::delete", r"note_receipts", r"pollers::run_store_poller", r"pollers::settle", r"handlers::store"]),
-    ("delivery", [r"orderflow_embedded::delivery::", r"orderflow_embedded::fanout::", r"::due_for", r"::record_outcomes", r"::subscription_ids"]),
+    ("delivery", [r"orderflow_embedded::delivery::", r"orderflow_embedded::fanout::", r"::due_for", r"::record_outcomes", r"deliveries::\{impl#\d+\}::record\b", r"::subscription_ids"]),
     ("ingest", [r"send_order", r"orderflow_http", r"orderflow_core::order::"]),
     ("writer commit", [r"db::commit_group", r"db::writer_loop"]),
     ("checkpointer", [r"db::checkpoint_loop"]),

@@ -16,7 +16,8 @@ pub(crate) fn counter(c: &Connection, name: &str) -> Result<u64, DbError> {
 }
 
 /// Notification deliveries by state, of one subscription or (`None`) of all; `filtered` is
-/// left for the caller, who has it on the subscription.
+/// left for the caller, who has it on the subscription. Pending counts what the worker has
+/// not reached yet, including messages a filter policy will turn away.
 pub(crate) fn deliveries(
     c: &Connection,
     subscription_id: Option<&str>,
@@ -31,8 +32,17 @@ pub(crate) fn deliveries(
         .query_row(params![subscription_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
+    // First attempts have no row until they settle: a confirmed subscription's messages
+    // after its cursor are pending too. Messages are numbered without gaps (retention only
+    // prunes behind every cursor), so that is the newest `seq` less the cursor.
+    let behind: i64 = c
+        .prepare_cached(
+            "SELECT coalesce(sum(max(0, (SELECT coalesce(max(seq), 0) FROM topic_messages) - cursor)), 0)
+             FROM subscriptions WHERE status = 'Confirmed' AND (?1 IS NULL OR id = ?1)",
+        )?
+        .query_row(params![subscription_id], |r| r.get(0))?;
     Ok(DeliveryStats {
-        pending: p.max(0) as u64,
+        pending: (p.max(0) + behind.max(0)) as u64,
         delivered: d.max(0) as u64,
         failed: f.max(0) as u64,
         filtered: 0,

@@ -3,7 +3,7 @@
 //! subscription's policy, then keeping what still fails in that subscription's dead-letter
 //! store; a slow subscriber never blocks the others.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,10 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use crate::db::now_ms;
 use crate::egress::EgressPolicy;
 use crate::fanout::Deliverers;
-use crate::topic::{DeliveryKind, DeliveryOutcome, DueDelivery, SqliteTopic, Subscription};
+use crate::topic::{
+    CursorAdvance, DeliveryKind, DeliveryOutcome, DeliveryRef, DueDelivery, Settled, SqliteTopic,
+    Subscription, Want,
+};
 
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
@@ -186,16 +189,87 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
     }
 }
 
+/// Most first attempts a subscription may have read ahead of its stored cursor: what one
+/// attempt that hangs (up to the request timeout) lets the others run ahead by, and what a
+/// crash sends again.
+const LANE_WINDOW: usize = 1024;
+
+/// A first attempt the worker read, until its subscription's cursor passes it.
+#[derive(Debug)]
+enum Slot {
+    /// Buffered or in flight.
+    Open,
+    /// The subscription's filter policy turned it away.
+    Filtered,
+    /// Its attempt ended; written when the cursor passes it.
+    Settled(DeliveryOutcome),
+}
+
+/// A subscription's first attempts between its stored cursor and what the worker has read.
+#[derive(Debug, Default)]
+struct Lane {
+    /// The last message read.
+    taken: i64,
+    open: BTreeMap<i64, Slot>,
+}
+
+impl Lane {
+    /// Takes the settled run at the front: what the stored cursor may move past now.
+    fn advance(&mut self, subscription_id: &str) -> Option<(CursorAdvance, Vec<i64>)> {
+        let mut a = CursorAdvance {
+            subscription_id: subscription_id.to_owned(),
+            ..CursorAdvance::default()
+        };
+        let mut filtered = Vec::new();
+        while let Some(entry) = self.open.first_entry() {
+            if matches!(entry.get(), Slot::Open) {
+                break;
+            }
+            let (seq, slot) = entry.remove_entry();
+            a.to = seq;
+            match slot {
+                Slot::Filtered => filtered.push(seq),
+                Slot::Settled(o) => a.settled.push(o),
+                Slot::Open => unreachable!("stopped above"),
+            }
+        }
+        a.filtered = filtered.len() as u64;
+        (a.to > 0).then_some((a, filtered))
+    }
+
+    /// Puts back an advance whose commit failed, to be tried again.
+    fn restore(&mut self, a: CursorAdvance, filtered: Vec<i64>) {
+        for seq in filtered {
+            self.open.insert(seq, Slot::Filtered);
+        }
+        for o in a.settled {
+            if let DeliveryRef::Cursor(seq) = o.source {
+                self.open.insert(seq, Slot::Settled(o));
+            }
+        }
+    }
+}
+
 /// The worker's view of the deliveries it holds: buffered per subscription, in flight, or
-/// awaiting the record of their outcome. Held ids are never read from the store again.
+/// awaiting the record of their outcome. Held rows are never read from the store again;
+/// first attempts are read past each subscription's [`Lane`].
 #[derive(Debug, Default)]
 struct Held {
     buffered: HashMap<String, VecDeque<DueDelivery>>,
     in_flight: HashMap<String, usize>,
-    /// Every id buffered, in flight, or whose outcome is not yet committed.
+    /// Every row id buffered, in flight, or whose outcome is not yet committed.
     ids: HashSet<i64>,
+    lanes: HashMap<String, Lane>,
     /// Subscriptions whose last read returned everything that was due.
     exhausted: HashSet<String>,
+}
+
+/// What the recorder is told: an attempt's outcome, or that a read settled first attempts
+/// at once (filtered out), so the cursor can move without any attempt ending.
+#[derive(Debug)]
+enum Note {
+    Outcome(DeliveryOutcome),
+    Read(String),
 }
 
 /// Runs until shutdown; in-flight attempts finish or are retried after a restart.
@@ -214,11 +288,12 @@ pub async fn run_delivery_worker(
     let slots = Arc::new(Semaphore::new(config.max_in_flight));
     let new_work = Arc::clone(topic.delivery_notify());
     let slot_freed = Arc::new(Notify::new());
-    let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel::<DeliveryOutcome>();
+    let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel::<Note>();
     let recorder = tokio::spawn(record_outcomes(
         Arc::clone(&topic),
         Arc::clone(&held),
         outcomes_rx,
+        Arc::clone(&slot_freed),
     ));
     let per_subscription = config.max_in_flight_per_subscription.max(1);
     let mut read_all = true;
@@ -243,11 +318,19 @@ pub async fn run_delivery_worker(
                 if read_all {
                     h.exhausted.clear();
                 }
-                ids.into_iter()
-                    .filter(|id| !h.exhausted.contains(id))
+                let listed: HashSet<&String> = ids.iter().collect();
+                h.lanes.retain(|id, _| listed.contains(id));
+                ids.iter()
+                    .filter(|id| !h.exhausted.contains(*id))
                     .filter_map(|id| {
-                        let have = h.buffered.get(&id).map_or(0, VecDeque::len);
-                        (have < per_subscription).then(|| (id, 2 * per_subscription - have))
+                        let have = h.buffered.get(id).map_or(0, VecDeque::len);
+                        let lane = h.lanes.get(id);
+                        (have < per_subscription).then(|| Want {
+                            subscription_id: id.clone(),
+                            n: 2 * per_subscription - have,
+                            after: lane.map(|l| l.taken),
+                            room: LANE_WINDOW.saturating_sub(lane.map_or(0, |l| l.open.len())),
+                        })
                     })
                     .collect::<Vec<_>>()
             }
@@ -260,12 +343,32 @@ pub async fn run_delivery_worker(
         if !wants.is_empty() {
             let exclude = held.lock().expect("held lock").ids.clone();
             match topic.due_for(wants.clone(), exclude).await {
-                Ok((due, next)) => {
-                    next_due = next;
+                Ok(due) => {
+                    next_due = due.next_due;
                     let mut h = held.lock().expect("held lock");
+                    for (id, read) in &due.lanes {
+                        let lane = h.lanes.entry(id.clone()).or_default();
+                        lane.taken = lane.taken.max(read.upto);
+                        for seq in &read.filtered {
+                            lane.open.insert(*seq, Slot::Filtered);
+                        }
+                        if !read.filtered.is_empty() {
+                            let _ = outcomes_tx.send(Note::Read(id.clone()));
+                        }
+                    }
                     let mut got: HashMap<String, usize> = HashMap::new();
-                    for d in due {
-                        if h.ids.insert(d.id) {
+                    for d in due.deliveries {
+                        let fresh = match d.source {
+                            DeliveryRef::Row(id) => h.ids.insert(id),
+                            DeliveryRef::Cursor(seq) => h
+                                .lanes
+                                .entry(d.subscription.id.clone())
+                                .or_default()
+                                .open
+                                .insert(seq, Slot::Open)
+                                .is_none(),
+                        };
+                        if fresh {
                             *got.entry(d.subscription.id.clone()).or_default() += 1;
                             h.buffered
                                 .entry(d.subscription.id.clone())
@@ -273,9 +376,17 @@ pub async fn run_delivery_worker(
                                 .push_back(d);
                         }
                     }
-                    for (id, asked) in wants {
-                        if got.get(&id).copied().unwrap_or(0) < asked {
-                            h.exhausted.insert(id);
+                    // A subscription is done for now when its rows ran out and its cursor
+                    // reached the newest message (not merely the end of its window).
+                    for want in wants {
+                        let rows_ran_out =
+                            got.get(&want.subscription_id).copied().unwrap_or(0) < want.n;
+                        let lane_ran_out = due
+                            .lanes
+                            .get(&want.subscription_id)
+                            .is_none_or(|l| l.reached_end);
+                        if rows_ran_out && lane_ran_out && want.room > 0 {
+                            h.exhausted.insert(want.subscription_id);
                         }
                     }
                 }
@@ -341,7 +452,7 @@ pub async fn run_delivery_worker(
                         }
                     }
                     drop(permit);
-                    let _ = outcomes.send(outcome);
+                    let _ = outcomes.send(Note::Outcome(outcome));
                     freed.notify_one();
                 });
             }
@@ -403,23 +514,84 @@ fn futures_ready(work: &mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_
     work.as_mut().poll(&mut cx).is_ready()
 }
 
-/// Commits outcomes in batches, then lets the worker read those deliveries again if needed.
+/// Commits outcomes in batches with the cursor advances they allow, then lets the worker
+/// read those deliveries again if needed. An advance that fails to commit is put back and
+/// tried again; a row whose outcome fails to commit stays pending and is sent again.
 async fn record_outcomes(
     topic: Arc<SqliteTopic>,
     held: Arc<Mutex<Held>>,
-    mut outcomes: mpsc::UnboundedReceiver<DeliveryOutcome>,
+    mut notes: mpsc::UnboundedReceiver<Note>,
+    room_freed: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(256);
-    while outcomes.recv_many(&mut batch, 512).await > 0 {
-        let ids: Vec<i64> = batch.iter().map(DeliveryOutcome::id).collect();
-        let retried = batch
-            .iter()
-            .any(|o| matches!(o, DeliveryOutcome::Retry { .. }));
-        if let Err(e) = topic.record_outcomes(std::mem::take(&mut batch)).await {
-            // They stay pending and are attempted again: at least once, never dropped.
-            tracing::error!(error = %orderflow_core::error_chain(&e), "could not record delivery outcomes");
+    let mut again: HashSet<String> = HashSet::new();
+    loop {
+        let received = if again.is_empty() {
+            notes.recv_many(&mut batch, 512).await
+        } else {
+            tokio::time::timeout(Duration::from_secs(1), notes.recv_many(&mut batch, 512))
+                .await
+                .unwrap_or(usize::MAX)
+        };
+        if received == 0 {
+            break; // the worker stopped
         }
+        let mut touched = std::mem::take(&mut again);
+        let mut rows = Vec::new();
+        let mut retried = false;
+        let (advances, filtered): (Vec<CursorAdvance>, Vec<Vec<i64>>) = {
+            let mut h = held.lock().expect("held lock");
+            for note in batch.drain(..) {
+                match note {
+                    Note::Read(id) => {
+                        touched.insert(id);
+                    }
+                    Note::Outcome(o) => match o.source {
+                        DeliveryRef::Row(_) => {
+                            retried |= matches!(o.settled, Settled::Retry { .. });
+                            rows.push(o);
+                        }
+                        DeliveryRef::Cursor(seq) => {
+                            let slot = h
+                                .lanes
+                                .get_mut(&o.subscription_id)
+                                .and_then(|l| l.open.get_mut(&seq));
+                            if let Some(slot @ Slot::Open) = slot {
+                                touched.insert(o.subscription_id.clone());
+                                *slot = Slot::Settled(o);
+                            }
+                        }
+                    },
+                }
+            }
+            touched
+                .iter()
+                .filter_map(|id| h.lanes.get_mut(id)?.advance(id))
+                .unzip()
+        };
+        let ids: Vec<i64> = rows
+            .iter()
+            .filter_map(|o| match o.source {
+                DeliveryRef::Row(id) => Some(id),
+                DeliveryRef::Cursor(_) => None,
+            })
+            .collect();
+        let moved = !advances.is_empty();
+        // A failed commit gives the advances back to be tried again.
+        let kept = advances.clone();
+        let result = topic.record(rows, advances).await;
         let mut h = held.lock().expect("held lock");
+        if let Err(e) = result {
+            // Rows stay pending and are attempted again: at least once, never dropped.
+            tracing::error!(error = %orderflow_core::error_chain(&e), "could not record delivery outcomes");
+            for (a, filtered) in kept.into_iter().zip(filtered) {
+                again.insert(a.subscription_id.clone());
+                h.lanes
+                    .entry(a.subscription_id.clone())
+                    .or_default()
+                    .restore(a, filtered);
+            }
+        }
         for id in ids {
             h.ids.remove(&id);
         }
@@ -427,19 +599,23 @@ async fn record_outcomes(
         if retried {
             topic.delivery_notify().notify_one();
         }
+        if moved {
+            // A lane at its window may read again.
+            room_freed.notify_one();
+        }
     }
 }
 
-#[tracing::instrument(skip_all, fields(delivery = d.id, kind = d.kind.header_value(), protocol = d.subscription.protocol.as_str(), subscription = %d.subscription.id, attempt = d.attempts + 1))]
+#[tracing::instrument(skip_all, fields(delivery = ?d.source, kind = d.kind.header_value(), protocol = d.subscription.protocol.as_str(), subscription = %d.subscription.id, attempt = d.attempts + 1))]
 async fn attempt(
     deliverers: &Deliverers,
     config: &DeliveryConfig,
     d: &DueDelivery,
 ) -> DeliveryOutcome {
-    match crate::fanout::deliver(deliverers, config, d).await {
+    let settled = match crate::fanout::deliver(deliverers, config, d).await {
         Ok(()) => {
             tracing::debug!("delivered");
-            DeliveryOutcome::Delivered(d.id)
+            Settled::Delivered
         }
         Err(error) => {
             let (max_attempts, min, max) = config.policy_for(d);
@@ -447,17 +623,14 @@ async fn attempt(
             if attempts < max_attempts {
                 tracing::info!(%error, "delivery failed; will retry");
                 let at = now_ms() + backoff(min, max, attempts - 1).as_millis() as i64;
-                DeliveryOutcome::Retry {
-                    id: d.id,
-                    error,
-                    at,
-                }
+                Settled::Retry { error, at }
             } else {
                 tracing::warn!(%error, attempts, "delivery failed for good; moved to the subscription's dead-letter store");
-                DeliveryOutcome::Failed { id: d.id, error }
+                Settled::Failed { error }
             }
         }
-    }
+    };
+    DeliveryOutcome::of(d, settled)
 }
 
 #[cfg(test)]
@@ -472,6 +645,47 @@ mod tests {
         assert_eq!(
             query_escape("arn:aws:sns:us-east-1:1:t/x y+é\\0"),
             "arn%3Aaws%3Asns%3Aus-east-1%3A1%3At%2Fx%20y%2B%C3%A9%5C0"
+        );
+    }
+
+    fn settled(seq: i64) -> Slot {
+        Slot::Settled(DeliveryOutcome {
+            source: DeliveryRef::Cursor(seq),
+            subscription_id: "s".into(),
+            message_id: format!("m{seq}"),
+            created_at: 1,
+            at: 2,
+            settled: Settled::Delivered,
+        })
+    }
+
+    /// The stored cursor only passes a run of settled first attempts: one still in flight
+    /// holds it (a crash then sends it, and what settled after it, again), while what
+    /// settled behind it waits in memory.
+    #[test]
+    fn a_cursor_moves_past_settled_and_filtered_messages_up_to_the_first_open_one() {
+        let mut lane = Lane::default();
+        lane.open.insert(1, settled(1));
+        lane.open.insert(2, Slot::Filtered);
+        lane.open.insert(3, Slot::Open);
+        lane.open.insert(4, settled(4));
+        let (a, filtered) = lane.advance("s").expect("two to pass");
+        assert_eq!((a.to, a.filtered, a.settled.len()), (2, 1, 1));
+        assert_eq!(filtered, [2]);
+        assert!(lane.advance("s").is_none(), "3 is still in flight");
+        assert_eq!(lane.open.len(), 2);
+
+        lane.open.insert(3, settled(3));
+        let (a, filtered) = lane.advance("s").unwrap();
+        assert_eq!((a.to, a.filtered, a.settled.len()), (4, 0, 2));
+        assert!(lane.open.is_empty());
+
+        // A failed commit gives it all back, in place, to be tried again.
+        lane.restore(a, filtered);
+        let (again, _) = lane.advance("s").unwrap();
+        assert_eq!(
+            again.settled.iter().map(|o| o.source).collect::<Vec<_>>(),
+            [DeliveryRef::Cursor(3), DeliveryRef::Cursor(4)]
         );
     }
 

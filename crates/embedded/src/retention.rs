@@ -101,11 +101,14 @@ fn prune_stream_step(
         cursor,
         done: rows.len() < batch,
     };
+    let reached = reached_by_every_cursor(c)?;
     // The record links an order to its message for the trace: it stays while that message
-    // has a delivery that is not done (pending, or in a dead-letter store).
+    // has a delivery that is not done (not yet attempted, pending a retry, or in a
+    // dead-letter store).
     let mut delete = c.prepare_cached(
         "DELETE FROM stream_records AS r WHERE seq = ?1
            AND NOT EXISTS (SELECT 1 FROM stream_failures WHERE seq = ?1)
+           AND NOT EXISTS (SELECT 1 FROM topic_messages m WHERE m.dedup_id = r.event_id AND m.seq > ?2)
            AND NOT EXISTS (SELECT 1 FROM topic_messages m JOIN deliveries d ON d.message_id = m.message_id
                            WHERE m.dedup_id = r.event_id AND d.state != 'delivered')",
     )?;
@@ -115,14 +118,24 @@ fn prune_stream_step(
             walk.done = true;
             break;
         }
-        removed += delete.execute(params![seq])? as u64;
+        removed += delete.execute(params![seq, reached])? as u64;
         walk.cursor = seq;
     }
     Ok((walk, removed))
 }
 
+/// The newest message every confirmed subscription's cursor has passed (`i64::MAX` with
+/// none): the ones after it are still to be attempted by some subscription.
+fn reached_by_every_cursor(c: &Connection) -> Result<i64, DbError> {
+    let reached: Option<i64> = c
+        .prepare_cached("SELECT min(cursor) FROM subscriptions WHERE status = 'Confirmed'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(reached.unwrap_or(i64::MAX))
+}
+
 /// Messages older than `cutoff` whose every delivery is delivered (or that had no
-/// subscriber), with those deliveries, among the `batch` after `cursor`.
+/// subscriber), with those deliveries, among the `batch` after `cursor`; the walk ends at
+/// the first message a subscription's cursor has not passed.
 fn prune_messages_step(
     c: &Connection,
     cursor: i64,
@@ -139,6 +152,7 @@ fn prune_messages_step(
         cursor,
         done: rows.len() < batch,
     };
+    let reached = reached_by_every_cursor(c)?;
     let mut open = c.prepare_cached(
         "SELECT 1 FROM deliveries WHERE message_id = ?1 AND state != 'delivered' LIMIT 1",
     )?;
@@ -146,7 +160,8 @@ fn prune_messages_step(
     let mut delete_message = c.prepare_cached("DELETE FROM topic_messages WHERE rowid = ?1")?;
     let (mut messages, mut deliveries) = (0, 0);
     for (rowid, message_id, published_at) in rows {
-        if published_at >= cutoff {
+        // The rowid is the message's seq.
+        if published_at >= cutoff || rowid > reached {
             walk.done = true;
             break;
         }
@@ -518,6 +533,56 @@ mod tests {
             "pages: {start} at the start, {first} after 400 orders, {second} after 400 more"
         );
         engine.shutdown().await;
+    }
+
+    /// A first attempt has no delivery row until it settles, so a message a subscription's
+    /// cursor has not reached must be kept however old it is: pruning it would lose it.
+    #[tokio::test]
+    async fn a_message_some_subscription_has_not_reached_is_kept_however_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db"), crate::schema::migrate).unwrap();
+        let topic = crate::topic::SqliteTopic::new(Arc::clone(&db));
+        let spec = serde_json::from_value::<crate::fanout::spec::SubscriptionRequest>(
+            serde_json::json!({"protocol": "queue", "endpoint": "q"}),
+        )
+        .unwrap()
+        .validate(&crate::fanout::spec::Validation {
+            email_enabled: false,
+            trusted: true,
+        })
+        .unwrap();
+        topic
+            .subscribe(spec, crate::topic::Source::Api)
+            .await
+            .unwrap();
+        for i in 0..3 {
+            orderflow_core::Topic::publish(
+                &topic,
+                &orderflow_core::Publication {
+                    dedup_id: format!("r{i}"),
+                    subject: "OrderCreated".into(),
+                    message: "{}".into(),
+                    attributes: Default::default(),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        db.write(|c| Ok(c.execute("UPDATE topic_messages SET published_at = 1", [])?))
+            .await
+            .unwrap();
+        let step = || db.write_relaxed(|c| prune_messages_step(c, 0, now_ms(), 64));
+        let (walk, messages, _) = step().await.unwrap();
+        assert_eq!(messages, 0, "not one was attempted");
+        assert!(walk.done, "the walk stops at the first message not reached");
+        assert_eq!(topic.deliver_all().await, 3);
+        let (_, messages, deliveries) = step().await.unwrap();
+        assert_eq!((messages, deliveries), (3, 3));
+        assert_eq!(
+            topic.delivery_stats().await.unwrap().delivered,
+            3,
+            "pruned ones still count"
+        );
     }
 
     #[test]

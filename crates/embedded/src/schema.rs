@@ -198,6 +198,40 @@ CREATE INDEX deliveries_failed ON deliveries (subscription_id, id) WHERE state =
 DROP INDEX deliveries_due;
 DROP INDEX deliveries_subscription_due;
 "#,
+    // Delivery cursors: a notification's row is written when its first attempt settles, not
+    // when it is published. Each subscription keeps a cursor into the topic's messages in
+    // publication order (`seq`): every message at or before it is delivered, filtered out,
+    // or has its row (a retry, a dead letter); every one after it is still to be sent and
+    // has none. `first_seq` is the last message published before the subscription was
+    // confirmed: it gets the ones after. Messages get their `seq` by rebuilding the table
+    // (AUTOINCREMENT: never reused, even once retention has pruned the newest).
+    r#"
+CREATE TABLE topic_messages_seq (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id   TEXT    NOT NULL UNIQUE,
+    dedup_id     TEXT    NOT NULL UNIQUE,
+    subject      TEXT    NOT NULL,
+    message      TEXT    NOT NULL,
+    attributes   TEXT    NOT NULL,
+    published_at INTEGER NOT NULL
+);
+INSERT INTO topic_messages_seq (message_id, dedup_id, subject, message, attributes, published_at)
+    SELECT message_id, dedup_id, subject, message, attributes, published_at FROM topic_messages ORDER BY rowid;
+DROP TABLE topic_messages;
+ALTER TABLE topic_messages_seq RENAME TO topic_messages;
+ALTER TABLE subscriptions ADD COLUMN cursor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 0;
+-- What was published before this version has its rows already.
+UPDATE subscriptions SET cursor = (SELECT coalesce(max(seq), 0) FROM topic_messages),
+                         first_seq = (SELECT coalesce(max(seq), 0) FROM topic_messages);
+-- A cursor's advance writes its delivered rows and adds them to the count in one statement.
+DROP TRIGGER deliveries_count_insert;
+CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries
+WHEN NEW.kind = 'Notification' AND NEW.state != 'delivered' BEGIN
+    INSERT OR IGNORE INTO delivery_counts VALUES (NEW.subscription_id, NEW.state, 0);
+    UPDATE delivery_counts SET n = n + 1 WHERE subscription_id = NEW.subscription_id AND state = NEW.state;
+END;
+"#,
 ];
 
 /// The schema version this binary migrates to.
@@ -243,6 +277,55 @@ mod tests {
             .query_row("SELECT count(*) FROM order_receipts", [], |r| r.get(0))
             .unwrap();
         assert_eq!(kept, 1, "the receipts already noted are kept");
+    }
+
+    /// A database from before delivery cursors keeps what it had: its messages are numbered
+    /// in the order they were published, its pending rows stay due (and are counted once),
+    /// and each cursor starts after the newest message, which already has its rows.
+    #[test]
+    fn a_database_from_before_cursors_keeps_its_deliveries_and_counts() {
+        let conn = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS.len() - 1;
+        conn.execute_batch(MIGRATIONS[..before].join("\n").as_str())
+            .unwrap();
+        conn.pragma_update(None, "user_version", before as i64)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO subscriptions (id, arn, protocol, endpoint, status, token, created_at)
+                 VALUES ('s', 'arn:aws:sns:us-east-1:000000000000:orders:s', 'queue', 'q', 'Confirmed', 't', 1);
+             INSERT INTO topic_messages VALUES ('m-b', 'r-b', '', '{}', '{}', 1);
+             INSERT INTO topic_messages VALUES ('m-a', 'r-a', '', '{}', '{}', 2);
+             INSERT INTO deliveries (subscription_id, kind, message_id, state, next_attempt_at, created_at)
+                 VALUES ('s', 'Notification', 'm-b', 'pending', 1, 1), ('s', 'Notification', 'm-a', 'pending', 1, 2);
+             UPDATE deliveries SET state = 'delivered' WHERE message_id = 'm-b';",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let order: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, message_id FROM topic_messages ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(order, [(1, "m-b".into()), (2, "m-a".into())]);
+        let cursor: (i64, i64) = conn
+            .query_row("SELECT cursor, first_seq FROM subscriptions", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(cursor, (2, 2));
+        let stats = crate::counters::deliveries(&conn, None).unwrap();
+        assert_eq!((stats.pending, stats.delivered), (1, 1));
+        // The next message gets the next number, and is pending by the cursor alone.
+        conn.execute(
+            "INSERT INTO topic_messages (message_id, dedup_id, subject, message, attributes, published_at)
+             VALUES ('m-c', 'r-c', '', '{}', '{}', 3)",
+            [],
+        )
+        .unwrap();
+        let stats = crate::counters::deliveries(&conn, None).unwrap();
+        assert_eq!((stats.pending, stats.delivered), (2, 1));
     }
 
     /// Each index on `deliveries` costs page writes per delivery recorded; the worker's reads

@@ -1,14 +1,17 @@
 //! Where one order is in the pipeline: its journey assembled from the queue, the store
 //! handler's receipts, the table, the change stream, the topic and the delivery log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use orderflow_core::MessageAttribute;
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 
 use crate::db::{Db, DbError, now_ms};
+use crate::fanout::spec::SubscriptionSettings;
 use crate::queue::ReceivedMessage;
 use crate::{Engine, STREAM_CONSUMER};
 
@@ -117,7 +120,8 @@ pub struct DeliveryTrace {
     pub name: Option<String>,
     pub protocol: String,
     pub endpoint: String,
-    /// `pending` (being retried), `delivered`, or `failed` (in its dead-letter store).
+    /// `pending` (not attempted yet, or being retried), `delivered`, or `failed` (in its
+    /// dead-letter store).
     pub state: String,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -308,6 +312,7 @@ impl Engine {
                                 })
                             })?
                             .collect::<Result<_, _>>()?;
+                        t.deliveries.extend(not_yet_attempted(c, &message_id)?);
                     }
                 }
                 Ok(t)
@@ -319,6 +324,61 @@ impl Engine {
                 .then_some(trace),
         )
     }
+}
+
+/// A message's first attempts not made yet, which have no row: one for each confirmed
+/// subscription whose cursor has not passed it and whose filter policy lets it through.
+pub(crate) fn not_yet_attempted(
+    c: &rusqlite::Connection,
+    message_id: &str,
+) -> Result<Vec<DeliveryTrace>, DbError> {
+    let Some((seq, body, attributes, published_at)) = c
+        .prepare_cached(
+            "SELECT seq, message, attributes, published_at FROM topic_messages WHERE message_id = ?1",
+        )?
+        .query_row(params![message_id], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })
+        .optional()?
+    else {
+        return Ok(Vec::new());
+    };
+    let attributes: BTreeMap<String, MessageAttribute> =
+        serde_json::from_str(&attributes).unwrap_or_default();
+    let mut stmt = c.prepare_cached(
+        "SELECT id, arn, name, protocol, endpoint, settings FROM subscriptions
+         WHERE status = 'Confirmed' AND cursor < ?1 AND first_seq < ?1 ORDER BY created_at, id",
+    )?;
+    let rows = stmt.query_map(params![seq], |r| {
+        Ok((
+            DeliveryTrace {
+                subscription_id: r.get(0)?,
+                subscription_arn: r.get(1)?,
+                name: r.get(2)?,
+                protocol: r.get(3)?,
+                endpoint: r.get(4)?,
+                state: "pending".into(),
+                attempts: 0,
+                last_error: None,
+                created_at: ts(published_at),
+                delivered_at: None,
+                failed_at: None,
+                next_attempt_at: ts(published_at),
+            },
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (delivery, settings) = row?;
+        let policy = serde_json::from_str::<SubscriptionSettings>(&settings)
+            .ok()
+            .and_then(|s| s.policy());
+        if policy.is_none_or(|p| p.matches(&body, &attributes)) {
+            out.push(delivery);
+        }
+    }
+    Ok(out)
 }
 
 fn checkpoint_of(c: &rusqlite::Connection) -> Result<i64, DbError> {

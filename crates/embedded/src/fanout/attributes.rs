@@ -96,6 +96,7 @@ mod tests {
 
         topic.publish(&publication("a", "USD")).await.unwrap();
         topic.publish(&publication("b", "EUR")).await.unwrap();
+        topic.due_now().await;
         let stats = topic.health().await.unwrap();
         assert_eq!(stats[0].deliveries.filtered, 1, "USD no longer matches");
         assert_eq!(stats[0].deliveries.pending, 1, "EUR does");

@@ -195,7 +195,7 @@ mod tests {
             attrs.insert("total".into(), MessageAttribute::Number("60.07".into()));
         }
         DueDelivery {
-            id: 1,
+            source: crate::topic::DeliveryRef::Row(1),
             kind: DeliveryKind::Notification,
             message_id: message_id.into(),
             attempts: 0,

@@ -82,17 +82,15 @@ impl SqliteTopic {
         Ok(Some(n))
     }
 
-    /// Due deliveries per subscription: for each `(subscription id, n)`, up to `n` of its
-    /// pending deliveries whose time has come, oldest first, skipping `exclude` (those the
-    /// worker already holds). Also returns when the next not-yet-due delivery falls due.
+    /// Due work per subscription: for each [`Want`], its due rows (retries, confirmation
+    /// requests, redriven dead letters) oldest first, skipping `exclude` (rows the worker
+    /// already holds), then first attempts at the messages after its cursor, in order, which
+    /// its filter policy decides on here. Also returns when the next retry falls due.
     ///
     /// Each subscription and each message is read and parsed once per call, however many
     /// deliveries share it: with ten subscribers a message is due ten times in one read.
-    pub async fn due_for(
-        &self,
-        wants: Vec<(String, usize)>,
-        exclude: HashSet<i64>,
-    ) -> Result<(Vec<DueDelivery>, Option<i64>), DbError> {
+    pub async fn due_for(&self, wants: Vec<Want>, exclude: HashSet<i64>) -> Result<Due, DbError> {
+        let policies = Arc::clone(&self.policies);
         self.db
             .read(move |c| {
                 let now = now_ms();
@@ -102,27 +100,34 @@ impl SqliteTopic {
                      ORDER BY next_attempt_at, id LIMIT ?3",
                 )?;
                 let mut subscription = c.prepare_cached(&format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions s WHERE s.id = ?1"
+                    "SELECT {SUBSCRIPTION_COLUMNS}, s.cursor FROM subscriptions s WHERE s.id = ?1"
                 ))?;
                 let mut message = c.prepare_cached(
                     "SELECT subject, message, attributes, published_at FROM topic_messages
                      WHERE message_id = ?1",
                 )?;
+                let mut after = c.prepare_cached(
+                    "SELECT seq, message_id, subject, message, attributes, published_at
+                     FROM topic_messages WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
                 let mut messages: HashMap<String, Option<Arc<TopicMessage>>> = HashMap::new();
-                let mut out = Vec::new();
-                for (subscription_id, n) in wants {
-                    let Some(sub) = subscription
-                        .query_row(params![subscription_id], |r| subscription_from_row(r, 0))
+                let mut by_seq: HashMap<i64, Arc<TopicMessage>> = HashMap::new();
+                let mut out = Due::default();
+                for want in wants {
+                    let Some((sub, settings, cursor)) = subscription
+                        .query_row(params![want.subscription_id], |r| {
+                            Ok((subscription_from_row(r, 0)?, r.get::<_, String>(9)?, r.get::<_, i64>(11)?))
+                        })
                         .optional()?
                     else {
                         continue; // removed since it was listed: its deliveries went with it
                     };
                     let sub = Arc::new(sub);
                     // Held ones come first in the same order, so ask for enough to skip them.
-                    let limit = (n + exclude.len()) as i64;
-                    let mut rows = due.query(params![subscription_id, now, limit])?;
+                    let limit = (want.n + exclude.len()) as i64;
+                    let mut rows = due.query(params![want.subscription_id, now, limit])?;
                     let mut taken = 0;
-                    while taken < n
+                    while taken < want.n
                         && let Some(r) = rows.next()?
                     {
                         let id: i64 = r.get(0)?;
@@ -142,8 +147,8 @@ impl SqliteTopic {
                                 m
                             }
                         };
-                        out.push(DueDelivery {
-                            id,
+                        out.deliveries.push(DueDelivery {
+                            source: DeliveryRef::Row(id),
                             kind: if kind == "Notification" {
                                 DeliveryKind::Notification
                             } else {
@@ -157,13 +162,65 @@ impl SqliteTopic {
                         });
                         taken += 1;
                     }
+                    drop(rows);
+                    if sub.status != SubscriptionStatus::Confirmed || want.room == 0 {
+                        continue;
+                    }
+                    // The worker never reads behind the stored cursor, whatever it noted.
+                    let start = want.after.map_or(cursor, |a| a.max(cursor));
+                    let policy = policy_for(&policies, &settings);
+                    let mut lane = LaneRead {
+                        after: start,
+                        upto: start,
+                        ..LaneRead::default()
+                    };
+                    let mut rows = after.query(params![start, want.room as i64])?;
+                    let mut read = 0;
+                    while taken < want.n
+                        && let Some(r) = rows.next()?
+                    {
+                        read += 1;
+                        let seq: i64 = r.get(0)?;
+                        let m = match by_seq.get(&seq) {
+                            Some(m) => Arc::clone(m),
+                            None => {
+                                let attributes: String = r.get(4)?;
+                                let m = Arc::new(TopicMessage {
+                                    message_id: r.get(1)?,
+                                    subject: r.get(2)?,
+                                    message: r.get(3)?,
+                                    attributes: serde_json::from_str(&attributes).unwrap_or_default(),
+                                    published_at: r.get(5)?,
+                                });
+                                by_seq.insert(seq, Arc::clone(&m));
+                                m
+                            }
+                        };
+                        lane.upto = seq;
+                        if policy.as_ref().is_some_and(|p| !p.matches(&m.message, &m.attributes)) {
+                            lane.filtered.push(seq);
+                            continue;
+                        }
+                        out.deliveries.push(DueDelivery {
+                            source: DeliveryRef::Cursor(seq),
+                            kind: DeliveryKind::Notification,
+                            message_id: m.message_id.clone(),
+                            attempts: 0,
+                            created_at: m.published_at,
+                            subscription: Arc::clone(&sub),
+                            message: Some(m),
+                        });
+                        taken += 1;
+                    }
+                    lane.reached_end = taken < want.n && read < want.room;
+                    out.lanes.insert(sub.id.clone(), lane);
                 }
-                let next: Option<i64> = c
+                out.next_due = c
                     .prepare_cached(
                         "SELECT min(next_attempt_at) FROM deliveries WHERE state = 'pending' AND next_attempt_at > ?1",
                     )?
                     .query_row(params![now], |r| r.get(0))?;
-                Ok((out, next))
+                Ok(out)
             })
             .await
     }
@@ -181,11 +238,20 @@ impl SqliteTopic {
             .await
     }
 
-    /// Records many attempts' outcomes in one transaction.
-    pub async fn record_outcomes(&self, outcomes: Vec<DeliveryOutcome>) -> Result<(), DbError> {
+    /// Records, in one transaction, the outcomes of attempts at rows and the cursors'
+    /// advances, each with the rows of the first attempts it passes: a delivered one as
+    /// history, a failed one as a retry or a dead letter. A cursor only moves forward, and
+    /// a removed subscription's advance writes nothing.
+    pub async fn record(
+        &self,
+        rows: Vec<DeliveryOutcome>,
+        advances: Vec<CursorAdvance>,
+    ) -> Result<(), DbError> {
+        if rows.is_empty() && advances.is_empty() {
+            return Ok(());
+        }
         self.db
             .write_relaxed(move |c| {
-                let now = now_ms();
                 let mut delivered = c.prepare_cached(
                     "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_at = ?2,
                      last_error = NULL WHERE id = ?1",
@@ -198,35 +264,62 @@ impl SqliteTopic {
                     "UPDATE deliveries SET attempts = attempts + 1, state = 'failed', last_error = ?2,
                      failed_at = ?3 WHERE id = ?1",
                 )?;
-                for o in &outcomes {
-                    match o {
-                        DeliveryOutcome::Delivered(id) => delivered.execute(params![id, now])?,
-                        DeliveryOutcome::Retry { id, error, at } => retry.execute(params![id, at, error])?,
-                        DeliveryOutcome::Failed { id, error } => failed.execute(params![id, error, now])?,
+                for o in &rows {
+                    let DeliveryRef::Row(id) = o.source else {
+                        continue; // a first attempt is recorded with its cursor's advance
                     };
+                    match &o.settled {
+                        Settled::Delivered => delivered.execute(params![id, o.at])?,
+                        Settled::Retry { error, at } => retry.execute(params![id, at, error])?,
+                        Settled::Failed { error } => failed.execute(params![id, error, o.at])?,
+                    };
+                }
+                let mut advance = c.prepare_cached(
+                    "UPDATE subscriptions SET cursor = max(cursor, ?2), filtered = filtered + ?3 WHERE id = ?1",
+                )?;
+                // Written once, in its final state (the count of delivered ones is added below;
+                // triggers count the others).
+                let mut first = c.prepare_cached(
+                    "INSERT OR IGNORE INTO deliveries (subscription_id, kind, message_id, state, attempts,
+                         next_attempt_at, last_error, created_at, delivered_at, failed_at)
+                     VALUES (?1, 'Notification', ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                let mut count = c.prepare_cached(
+                    "INSERT INTO delivery_counts VALUES (?1, 'delivered', ?2)
+                     ON CONFLICT (subscription_id, state) DO UPDATE SET n = n + excluded.n",
+                )?;
+                for a in &advances {
+                    if advance.execute(params![a.subscription_id, a.to, a.filtered as i64])? == 0 {
+                        continue; // unsubscribed meanwhile
+                    }
+                    let mut n_delivered = 0;
+                    for o in &a.settled {
+                        let (state, next, error, delivered_at, failed_at) = match &o.settled {
+                            Settled::Delivered => ("delivered", o.at, None, Some(o.at), None),
+                            Settled::Retry { error, at } => ("pending", *at, Some(error), None, None),
+                            Settled::Failed { error } => ("failed", o.at, Some(error), None, Some(o.at)),
+                        };
+                        let written = first.execute(params![
+                            a.subscription_id,
+                            o.message_id,
+                            state,
+                            next,
+                            error,
+                            o.created_at,
+                            delivered_at,
+                            failed_at
+                        ])?;
+                        if state == "delivered" {
+                            n_delivered += written as i64;
+                        }
+                    }
+                    if n_delivered > 0 {
+                        count.execute(params![a.subscription_id, n_delivered])?;
+                    }
                 }
                 Ok(())
             })
             .await
-    }
-
-    pub async fn mark_delivered(&self, id: i64) -> Result<(), DbError> {
-        self.record_outcomes(vec![DeliveryOutcome::Delivered(id)])
-            .await
-    }
-
-    /// Records a failed attempt: the next one at `next_attempt_at`, or none (`failed`).
-    pub async fn mark_attempt_failed(
-        &self,
-        id: i64,
-        error: String,
-        next_attempt_at: Option<i64>,
-    ) -> Result<(), DbError> {
-        let outcome = match next_attempt_at {
-            Some(at) => DeliveryOutcome::Retry { id, error, at },
-            None => DeliveryOutcome::Failed { id, error },
-        };
-        self.record_outcomes(vec![outcome]).await
     }
 
     pub async fn delivery_stats(&self) -> Result<DeliveryStats, DbError> {
@@ -244,5 +337,122 @@ impl SqliteTopic {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+impl SqliteTopic {
+    /// What a worker's read finds due now, every subscription asked for everything. The
+    /// run of messages filter policies turned away at the front of each cursor is settled
+    /// at once, as the worker's recorder does.
+    pub(crate) async fn due_now(&self) -> Vec<DueDelivery> {
+        let wants = self
+            .subscription_ids()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|id| Want {
+                subscription_id: id,
+                n: 1000,
+                after: None,
+                room: 1000,
+            })
+            .collect();
+        let due = self.due_for(wants, HashSet::new()).await.unwrap();
+        let mut advances = Vec::new();
+        for (id, lane) in &due.lanes {
+            let first_sent = due
+                .deliveries
+                .iter()
+                .filter(|d| &d.subscription.id == id)
+                .find_map(|d| match d.source {
+                    DeliveryRef::Cursor(seq) => Some(seq),
+                    DeliveryRef::Row(_) => None,
+                })
+                .unwrap_or(i64::MAX);
+            let front: Vec<i64> = lane
+                .filtered
+                .iter()
+                .copied()
+                .take_while(|seq| *seq < first_sent)
+                .collect();
+            if let Some(to) = front.last() {
+                advances.push(CursorAdvance {
+                    subscription_id: id.clone(),
+                    to: *to,
+                    filtered: front.len() as u64,
+                    settled: Vec::new(),
+                });
+            }
+        }
+        self.record(Vec::new(), advances).await.unwrap();
+        due.deliveries
+    }
+
+    /// Reads everything due and records it delivered, each cursor moved to the end of what
+    /// it read, past the messages filtered out on the way.
+    pub(crate) async fn deliver_all(&self) -> usize {
+        let wants = self
+            .subscription_ids()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|id| Want {
+                subscription_id: id,
+                n: 1000,
+                after: None,
+                room: 1000,
+            })
+            .collect();
+        let due = self.due_for(wants, HashSet::new()).await.unwrap();
+        let n = due.deliveries.len();
+        let mut rows = Vec::new();
+        let mut advances: HashMap<String, CursorAdvance> = due
+            .lanes
+            .iter()
+            .map(|(id, lane)| {
+                let a = CursorAdvance {
+                    subscription_id: id.clone(),
+                    to: lane.upto,
+                    filtered: lane.filtered.len() as u64,
+                    settled: Vec::new(),
+                };
+                (id.clone(), a)
+            })
+            .collect();
+        for d in &due.deliveries {
+            let outcome = DeliveryOutcome::of(d, Settled::Delivered);
+            match d.source {
+                DeliveryRef::Row(_) => rows.push(outcome),
+                DeliveryRef::Cursor(_) => advances
+                    .get_mut(&d.subscription.id)
+                    .unwrap()
+                    .settled
+                    .push(outcome),
+            }
+        }
+        self.record(rows, advances.into_values().collect())
+            .await
+            .unwrap();
+        n
+    }
+
+    /// Records one attempt's outcome as the worker does; a first attempt must be the next
+    /// its subscription's cursor reaches.
+    pub(crate) async fn settle(&self, d: &DueDelivery, settled: Settled) {
+        let outcome = DeliveryOutcome::of(d, settled);
+        match d.source {
+            DeliveryRef::Row(_) => self.record(vec![outcome], Vec::new()).await,
+            DeliveryRef::Cursor(seq) => {
+                let advance = CursorAdvance {
+                    subscription_id: d.subscription.id.clone(),
+                    to: seq,
+                    filtered: 0,
+                    settled: vec![outcome],
+                };
+                self.record(Vec::new(), vec![advance]).await
+            }
+        }
+        .unwrap()
     }
 }

@@ -1,5 +1,14 @@
 //! The orders topic: subscriptions with the SNS confirmation handshake, and a durable
-//! delivery log with one row per (subscription, message) that is retried until delivered.
+//! delivery log that is retried until delivered.
+//!
+//! Publishing writes the message alone. Each confirmed subscription keeps a cursor into
+//! the messages in publication order: the worker reads past it, applies the subscription's
+//! filter policy, and sends; the cursor moves over each run of settled attempts in the
+//! transaction that writes their rows (delivered, to retry, or dead-lettered). So a
+//! notification costs one row write, not a pending row written and then updated; and what
+//! a crash leaves between the cursor and the worker's progress is sent again (at least
+//! once). Confirmation requests, retries and redriven dead letters are rows the worker
+//! reads by their due time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -174,10 +183,19 @@ pub struct TopicMessage {
     pub published_at: i64,
 }
 
+/// Where a delivery is kept: its own row (a confirmation request, a retry, a redriven dead
+/// letter), or nowhere yet, as a first attempt at the message `seq` after its
+/// subscription's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryRef {
+    Row(i64),
+    Cursor(i64),
+}
+
 /// A delivery whose next attempt is due.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
-    pub id: i64,
+    pub source: DeliveryRef,
     pub kind: DeliveryKind,
     pub message_id: String,
     pub attempts: u32,
@@ -237,7 +255,7 @@ pub struct SubscriptionHealth {
     pub last_error: Option<String>,
 }
 
-/// Parsed filter policies by their stored settings text, so a publish parses each once.
+/// Parsed filter policies by their stored settings text, so the worker's reads parse each once.
 type PolicyCache = Arc<Mutex<HashMap<String, Option<Arc<FilterPolicy>>>>>;
 
 #[derive(Debug)]
@@ -342,9 +360,12 @@ pub(crate) fn insert_subscription(
         SubscriptionStatus::PendingConfirmation
     };
     let settings = serde_json::to_string(&spec.settings).expect("settings serialize");
+    // Its cursor starts at the newest message: it gets what is published from now on (a
+    // subscription that must confirm starts again when it does).
     c.execute(
-        "INSERT INTO subscriptions (id, arn, protocol, endpoint, status, token, created_at, confirmed_at, name, settings, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO subscriptions (id, arn, protocol, endpoint, status, token, created_at, confirmed_at, name, settings, source,
+                                    cursor, first_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
         params![
             id,
             arn,
@@ -356,7 +377,8 @@ pub(crate) fn insert_subscription(
             confirmed.then_some(now),
             spec.name,
             settings,
-            source.as_str()
+            source.as_str(),
+            newest_message(c)?
         ],
     )
     .map_err(DbError::from)?;
@@ -382,6 +404,14 @@ pub(crate) fn insert_subscription(
         managed_by: source,
         token,
     })
+}
+
+/// The newest message's `seq` (0 before the first).
+pub(crate) fn newest_message(c: &rusqlite::Connection) -> Result<i64, DbError> {
+    Ok(
+        c.prepare_cached("SELECT coalesce(max(seq), 0) FROM topic_messages")?
+            .query_row([], |r| r.get(0))?,
+    )
 }
 
 /// Deletes a subscription, its deliveries and, for a queue, its pull queue and DLQ.
@@ -415,29 +445,85 @@ pub(crate) fn delete_subscription(
 
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    Delivered(i64),
+pub enum Settled {
+    Delivered,
     /// Failed; try again at `at` (ms since the epoch).
     Retry {
-        id: i64,
         error: String,
         at: i64,
     },
     /// Failed for good: into the subscription's dead-letter store.
     Failed {
-        id: i64,
         error: String,
     },
 }
 
+/// One attempt's outcome, with what a first attempt's row is written from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    pub source: DeliveryRef,
+    pub subscription_id: String,
+    pub message_id: String,
+    /// When the delivery was first due: the message's publication.
+    pub created_at: i64,
+    /// When the attempt ended.
+    pub at: i64,
+    pub settled: Settled,
+}
+
 impl DeliveryOutcome {
-    pub fn id(&self) -> i64 {
-        match self {
-            DeliveryOutcome::Delivered(id)
-            | DeliveryOutcome::Retry { id, .. }
-            | DeliveryOutcome::Failed { id, .. } => *id,
+    pub fn of(d: &DueDelivery, settled: Settled) -> Self {
+        DeliveryOutcome {
+            source: d.source,
+            subscription_id: d.subscription.id.clone(),
+            message_id: d.message_id.clone(),
+            created_at: d.created_at,
+            at: now_ms(),
+            settled,
         }
     }
+}
+
+/// A subscription's cursor moving to `to`: the first attempts it passes, in order, and how
+/// many messages its filter policy turned away on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CursorAdvance {
+    pub subscription_id: String,
+    pub to: i64,
+    pub filtered: u64,
+    pub settled: Vec<DeliveryOutcome>,
+}
+
+/// What the worker asks of one subscription: up to `n` due deliveries; first attempts
+/// after `after` (its own note of what it has read; `None`: the stored cursor), reading at
+/// most `room` messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    pub subscription_id: String,
+    pub n: usize,
+    pub after: Option<i64>,
+    pub room: usize,
+}
+
+/// How far a read went along one subscription's messages: from `after` to `upto`, with the
+/// messages its filter policy turned away (settled at once, sent nowhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaneRead {
+    pub after: i64,
+    pub upto: i64,
+    pub filtered: Vec<i64>,
+    /// The read found every message there is, short of what it was allowed.
+    pub reached_end: bool,
+}
+
+/// One read of due work.
+#[derive(Debug, Clone, Default)]
+pub struct Due {
+    pub deliveries: Vec<DueDelivery>,
+    /// Per confirmed subscription asked for.
+    pub lanes: HashMap<String, LaneRead>,
+    /// When the next not-yet-due retry falls due.
+    pub next_due: Option<i64>,
 }
 
 fn message_from_row(r: &rusqlite::Row<'_>, message_id: &str) -> rusqlite::Result<TopicMessage> {
@@ -517,8 +603,8 @@ impl SqliteTopic {
 
 #[async_trait]
 impl Topic for SqliteTopic {
-    /// Stores the message and one pending delivery per confirmed subscription, atomically.
-    /// A publication whose `dedup_id` was seen before returns the first message id and
+    /// Stores the message, which every confirmed subscription's cursor then reaches (see
+    /// `delivery`): nothing is written per subscriber until an attempt settles. A publication whose `dedup_id` was seen before returns the first message id and
     /// delivers nothing new, so a retried stream record is announced once.
     async fn publish(&self, publication: &Publication) -> Result<String, TopicError> {
         let mut results = self.publish_batch(std::slice::from_ref(publication)).await;
@@ -534,13 +620,12 @@ impl Topic for SqliteTopic {
             return Vec::new();
         }
         let batch = publications.to_vec();
-        let policies = Arc::clone(&self.policies);
         let outcome = self
             .db
             .write_relaxed(move |c| {
                 batch
                     .iter()
-                    .map(|p| publish_in(c, &policies, p))
+                    .map(|p| publish_in(c, p))
                     .collect::<Result<Vec<_>, _>>()
             })
             .await;
@@ -558,11 +643,7 @@ impl Topic for SqliteTopic {
 }
 
 /// One publication inside the writer's transaction: `(message id, newly published)`.
-fn publish_in(
-    c: &rusqlite::Connection,
-    policies: &PolicyCache,
-    p: &Publication,
-) -> Result<(String, bool), DbError> {
+fn publish_in(c: &rusqlite::Connection, p: &Publication) -> Result<(String, bool), DbError> {
     let existing: Option<String> = c
         .prepare_cached("SELECT message_id FROM topic_messages WHERE dedup_id = ?1")?
         .query_row(params![p.dedup_id], |r| r.get(0))
@@ -570,7 +651,7 @@ fn publish_in(
     if let Some(id) = existing {
         return Ok((id, false));
     }
-    // Time-ordered, like the queue's ids: appends to the primary key's index.
+    // Time-ordered, like the queue's ids: appends to its unique index.
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
     let attributes = serde_json::to_string(&p.attributes).expect("attributes serialize");
@@ -579,30 +660,11 @@ fn publish_in(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![id, p.dedup_id, p.subject, p.message, attributes, now])?;
-    let subscribers: Vec<(String, String)> = c
-        .prepare_cached("SELECT id, settings FROM subscriptions WHERE status = 'Confirmed'")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut deliver = c.prepare_cached(
-        "INSERT INTO deliveries (subscription_id, kind, message_id, state, next_attempt_at, created_at)
-         VALUES (?1, 'Notification', ?2, 'pending', ?3, ?3)",
-    )?;
-    let mut filtered =
-        c.prepare_cached("UPDATE subscriptions SET filtered = filtered + 1 WHERE id = ?1")?;
-    for (subscription, settings) in subscribers {
-        let matches = policy_for(policies, &settings)
-            .is_none_or(|policy| policy.matches(&p.message, &p.attributes));
-        if matches {
-            deliver.execute(params![subscription, id, now])?;
-        } else {
-            filtered.execute(params![subscription])?;
-        }
-    }
     Ok((id, true))
 }
 
 /// The subscription's filter policy, parsed once per distinct settings text.
-fn policy_for(cache: &PolicyCache, settings: &str) -> Option<Arc<FilterPolicy>> {
+pub(crate) fn policy_for(cache: &PolicyCache, settings: &str) -> Option<Arc<FilterPolicy>> {
     if settings == "{}" {
         return None;
     }

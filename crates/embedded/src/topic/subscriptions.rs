@@ -137,12 +137,16 @@ impl SqliteTopic {
         let issued_after = now - crate::fanout::tokens::CONFIRMATION_TOKEN_LIFETIME_MS;
         self.db
             .write(move |c| {
+                // Confirmed now, it gets the messages published from now on; confirmed again,
+                // its cursor stays where it is.
                 c.execute(
                     "UPDATE subscriptions SET status = 'Confirmed', confirmed_at = coalesce(confirmed_at, ?2),
                          settings = CASE WHEN ?4 THEN json_set(settings, '$.authenticateOnUnsubscribe', json('true'))
-                                    ELSE settings END
+                                    ELSE settings END,
+                         cursor = CASE WHEN status = 'Confirmed' THEN cursor ELSE ?5 END,
+                         first_seq = CASE WHEN status = 'Confirmed' THEN first_seq ELSE ?5 END
                      WHERE token = ?1 AND created_at > ?3",
-                    params![token, now, issued_after, authenticate_on_unsubscribe],
+                    params![token, now, issued_after, authenticate_on_unsubscribe, newest_message(c)?],
                 )?;
                 // The handshake is done; an unsent confirmation request is moot.
                 c.execute(

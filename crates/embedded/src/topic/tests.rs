@@ -36,14 +36,16 @@ fn order_publication(dedup: &str, currency: &str, total: &str) -> Publication {
 
 /// Every due delivery of every subscription.
 async fn all_due(t: &SqliteTopic) -> Vec<DueDelivery> {
-    let wants = t
-        .subscription_ids()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|id| (id, 1000))
-        .collect();
-    t.due_for(wants, HashSet::new()).await.unwrap().0
+    t.due_now().await
+}
+
+fn want(id: &str, n: usize) -> Want {
+    Want {
+        subscription_id: id.to_owned(),
+        n,
+        after: None,
+        room: 1000,
+    }
 }
 
 async fn notifications_for(t: &SqliteTopic, subscription: &str) -> usize {
@@ -121,6 +123,10 @@ async fn a_filter_policy_lets_only_matching_messages_through_and_counts_the_rest
     assert_eq!(notifications_for(&t, &eur.id).await, 2);
     assert_eq!(notifications_for(&t, &body.id).await, 1);
     assert_eq!(notifications_for(&t, &all.id).await, 4);
+    // A filter policy is applied as the worker reaches each message, and counted as its
+    // cursor passes it.
+    assert_eq!(t.deliver_all().await, 7);
+    assert_eq!(t.delivery_stats().await.unwrap().pending, 0);
     let health = t.health().await.unwrap();
     let filtered = |id: &str| {
         health
@@ -152,9 +158,13 @@ async fn a_failed_delivery_waits_in_the_dead_letter_store_until_redriven() {
         .await
         .unwrap();
     let due = all_due(&t).await;
-    t.mark_attempt_failed(due[0].id, "boom".into(), None)
-        .await
-        .unwrap();
+    t.settle(
+        &due[0],
+        Settled::Failed {
+            error: "boom".into(),
+        },
+    )
+    .await;
     assert_eq!(notifications_for(&t, &sub.id).await, 0);
     let dead = t.dead_letters(sub.id.clone(), 10).await.unwrap().unwrap();
     assert_eq!(dead.len(), 1);
@@ -204,39 +214,90 @@ async fn a_backlog_of_one_subscription_does_not_crowd_out_the_others() {
     t.publish(&order_publication("late", "EUR", "1"))
         .await
         .unwrap();
-    let wants = vec![(slow.id.clone(), 4), (fast.id.clone(), 4)];
-    let (due, _) = t.due_for(wants, HashSet::new()).await.unwrap();
+    let due = t
+        .due_for(vec![want(&slow.id, 4), want(&fast.id, 4)], HashSet::new())
+        .await
+        .unwrap();
     assert!(
-        due.iter().any(|d| d.subscription.id == fast.id),
+        due.deliveries.iter().any(|d| d.subscription.id == fast.id),
         "the fast subscription is served"
     );
-    let slow_due: Vec<i64> = due
+    let slow_due: Vec<DeliveryRef> = due
+        .deliveries
         .iter()
         .filter(|d| d.subscription.id == slow.id)
-        .map(|d| d.id)
+        .map(|d| d.source)
         .collect();
     assert_eq!(
         slow_due.len(),
         4,
         "each subscription gets at most what was asked"
     );
-    let held: HashSet<i64> = slow_due.iter().copied().collect();
-    let (next, _) = t
-        .due_for(vec![(slow.id.clone(), 4)], held.clone())
+    let lane = &due.lanes[&slow.id];
+    assert!(!lane.reached_end, "46 more wait");
+    let next = t
+        .due_for(
+            vec![Want {
+                after: Some(lane.upto),
+                ..want(&slow.id, 4)
+            }],
+            HashSet::new(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .deliveries;
     assert!(
-        next.iter().all(|d| !held.contains(&d.id)) && next.len() == 4,
-        "deliveries the worker holds are not read again"
+        next.iter().all(|d| !slow_due.contains(&d.source)) && next.len() == 4,
+        "first attempts the worker read are not read again"
     );
-    let (due, _) = t
-        .due_for(vec![(fast.id.clone(), 4)], HashSet::new())
+    let due = t
+        .due_for(vec![want(&fast.id, 4)], HashSet::new())
         .await
         .unwrap();
     assert!(
-        due.iter().all(|d| d.subscription.id == fast.id),
+        due.deliveries.iter().all(|d| d.subscription.id == fast.id),
         "a saturated subscription is not asked for"
     );
+    assert_eq!(due.deliveries.len(), 1, "only what was published after it");
+    assert!(due.lanes[&fast.id].reached_end);
+}
+
+/// A read goes no further than the worker's room along a subscription's messages, filtered
+/// ones included, and says whether it reached the newest.
+#[tokio::test]
+async fn a_read_stops_at_the_room_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let eur = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let currency = if i == 9 { "EUR" } else { "USD" };
+        t.publish(&order_publication(&format!("m{i}"), currency, "1"))
+            .await
+            .unwrap();
+    }
+    let read = |room| {
+        t.due_for(
+            vec![Want {
+                room,
+                ..want(&eur.id, 16)
+            }],
+            HashSet::new(),
+        )
+    };
+    let due = read(5).await.unwrap();
+    assert!(due.deliveries.is_empty(), "five USD messages turned away");
+    assert_eq!(due.lanes[&eur.id].filtered.len(), 5);
+    assert!(!due.lanes[&eur.id].reached_end);
+    let due = read(100).await.unwrap();
+    assert_eq!(due.deliveries.len(), 1);
+    assert_eq!(due.lanes[&eur.id].filtered.len(), 9);
+    assert!(due.lanes[&eur.id].reached_end);
 }
 
 #[tokio::test]
@@ -390,5 +451,121 @@ async fn only_confirmed_subscriptions_get_deliveries_and_a_repeat_publication_ad
         t.delivery_stats().await.unwrap().pending,
         0,
         "deliveries go with the subscription"
+    );
+}
+
+/// SNS sends a subscription what is published once it is confirmed: its cursor starts at
+/// its confirmation, and confirming it again does not move it back.
+#[tokio::test]
+async fn a_subscription_confirmed_later_gets_what_is_published_after_and_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let sub = t
+        .subscribe(http_spec("http://127.0.0.1:1/late"), Source::Api)
+        .await
+        .unwrap();
+    t.publish(&order_publication("before", "EUR", "1"))
+        .await
+        .unwrap();
+    t.confirm(sub.token.clone(), false).await.unwrap().unwrap();
+    t.publish(&order_publication("after", "EUR", "1"))
+        .await
+        .unwrap();
+    let notifications = |due: Vec<DueDelivery>| {
+        due.into_iter()
+            .filter(|d| d.kind == DeliveryKind::Notification)
+            .map(|d| d.message.unwrap().message_id.clone())
+            .collect::<Vec<_>>()
+    };
+    let due = notifications(all_due(&t).await);
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(t.delivery_stats().await.unwrap().pending, 1);
+    assert_eq!(t.deliver_all().await, 1);
+    t.confirm(sub.token.clone(), false).await.unwrap().unwrap();
+    assert!(notifications(all_due(&t).await).is_empty());
+    let stats = t.delivery_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.delivered), (0, 1));
+}
+
+/// An attempt that settles after its subscription was removed writes nothing, and does not
+/// undo the rest of its batch.
+#[tokio::test]
+async fn an_advance_for_a_removed_subscription_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let gone = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "gone"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    let kept = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "kept"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    t.publish(&order_publication("m", "EUR", "1"))
+        .await
+        .unwrap();
+    let due = all_due(&t).await;
+    assert!(t.unsubscribe(gone.id.clone()).await.unwrap());
+    let advances = due
+        .iter()
+        .map(|d| CursorAdvance {
+            subscription_id: d.subscription.id.clone(),
+            to: match d.source {
+                DeliveryRef::Cursor(seq) => seq,
+                DeliveryRef::Row(_) => unreachable!(),
+            },
+            filtered: 0,
+            settled: vec![DeliveryOutcome::of(d, Settled::Delivered)],
+        })
+        .collect();
+    t.record(Vec::new(), advances).await.unwrap();
+    let health = t.health().await.unwrap();
+    assert_eq!(health.len(), 1);
+    assert_eq!(health[0].subscription.id, kept.id);
+    assert_eq!(health[0].deliveries.delivered, 1);
+    assert_eq!(t.delivery_stats().await.unwrap().delivered, 1);
+}
+
+/// The trace lists a first attempt not made yet (it has no row) for each subscription whose
+/// filter policy lets the message through, and the delivered row once it is made.
+#[tokio::test]
+async fn the_trace_shows_first_attempts_not_yet_made_and_not_filtered_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let eur = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    t.subscribe(
+        spec(serde_json::json!({"protocol": "queue", "endpoint": "usd", "filterPolicy": {"currency": ["USD"]}})),
+        Source::Api,
+    )
+    .await
+    .unwrap();
+    let id = t
+        .publish(&order_publication("m", "EUR", "1"))
+        .await
+        .unwrap();
+    let traced = |id: String| t.db.read(move |c| crate::trace::not_yet_attempted(c, &id));
+    let pending = traced(id.clone()).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].subscription_id, eur.id);
+    assert_eq!(
+        (pending[0].state.as_str(), pending[0].attempts),
+        ("pending", 0)
+    );
+    t.deliver_all().await;
+    assert!(
+        traced(id).await.unwrap().is_empty(),
+        "delivered: its row says so"
     );
 }

@@ -194,6 +194,12 @@ pub fn envelope(d: &DueDelivery, public_url: &str) -> Value {
 /// crash sends again.
 const LANE_WINDOW: usize = 1024;
 
+/// Most outcomes one commit records.
+const RECORD_BATCH: usize = 1024;
+
+/// How long the recorder gathers outcomes before it commits them.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
+
 /// A first attempt the worker read, until its subscription's cursor passes it.
 #[derive(Debug)]
 enum Slot {
@@ -527,14 +533,28 @@ async fn record_outcomes(
     let mut again: HashSet<String> = HashSet::new();
     loop {
         let received = if again.is_empty() {
-            notes.recv_many(&mut batch, 512).await
+            notes.recv_many(&mut batch, RECORD_BATCH).await
         } else {
-            tokio::time::timeout(Duration::from_secs(1), notes.recv_many(&mut batch, 512))
-                .await
-                .unwrap_or(usize::MAX)
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                notes.recv_many(&mut batch, RECORD_BATCH),
+            )
+            .await
+            .unwrap_or(usize::MAX)
         };
         if received == 0 {
             break; // the worker stopped
+        }
+        // An outcome only moves a cursor; no delivery waits for it. Gathering a few
+        // milliseconds' worth commits once (each changed page written once) what would be
+        // several commits.
+        let until = tokio::time::Instant::now() + RECORD_LINGER;
+        while batch.len() < RECORD_BATCH {
+            let room = RECORD_BATCH - batch.len();
+            match tokio::time::timeout_at(until, notes.recv_many(&mut batch, room)).await {
+                Ok(n) if n > 0 => {}
+                _ => break, // the time is up, or the worker stopped
+            }
         }
         let mut touched = std::mem::take(&mut again);
         let mut rows = Vec::new();

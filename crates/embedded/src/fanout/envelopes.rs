@@ -3,7 +3,7 @@
 //! delivery splices its own link into the message's prebuilt text.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -19,11 +19,16 @@ const RECENT_ENVELOPES: usize = 1024;
 /// of the other fields is a prefix of every subscriber's envelope.
 const SPLICED_KEY: &str = "UnsubscribeURL";
 
+/// Subscriptions whose link is kept: past this many the links are built afresh.
+const KEPT_LINKS: usize = 4096;
+
 /// One message's envelope up to `"UnsubscribeURL":`, for the topic ARN it was built under.
 struct Shared {
     topic_arn: String,
     /// `None` when the fields do not sort before `UnsubscribeURL`: built whole each time.
-    prefix: OnceLock<Option<Arc<str>>>,
+    /// Its subscribers' deliveries wait for the first one's build (and signature) without
+    /// holding a thread.
+    prefix: tokio::sync::OnceCell<Option<Arc<str>>>,
 }
 
 #[derive(Default)]
@@ -32,10 +37,19 @@ struct Recent {
     order: VecDeque<String>,
 }
 
-/// The recent messages' prebuilt envelope text.
+/// A subscription's `UnsubscribeURL` as a JSON string, for the token it was made from.
+struct Link {
+    token: String,
+    json: Arc<str>,
+}
+
+/// The recent messages' prebuilt envelope text, and each subscription's link: the same
+/// for every notification it is sent (a digest of its token, its ARN escaped), so built
+/// once rather than per delivery.
 #[derive(Default)]
 pub struct Envelopes {
     recent: Mutex<Recent>,
+    links: Mutex<HashMap<String, Link>>,
 }
 
 impl std::fmt::Debug for Envelopes {
@@ -72,17 +86,41 @@ fn prefix(signer: Option<&Signer>, d: &DueDelivery, public_url: &str) -> Option<
     Some(text.into())
 }
 
-/// `prefix` followed by the subscription's own link and the closing brace.
-fn splice(prefix: &str, d: &DueDelivery, public_url: &str) -> String {
-    let link = unsubscribe_url(public_url, &d.subscription);
-    let mut out = Vec::with_capacity(prefix.len() + link.len() + 3);
-    out.extend_from_slice(prefix.as_bytes());
-    serde_json::to_writer(&mut out, &Value::String(link)).expect("a string serializes");
-    out.push(b'}');
-    String::from_utf8(out).expect("JSON text is UTF-8")
+/// `prefix` followed by the subscription's own link (as JSON) and the closing brace.
+fn splice(prefix: &str, link: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + link.len() + 1);
+    out.push_str(prefix);
+    out.push_str(link);
+    out.push('}');
+    out
 }
 
 impl Envelopes {
+    /// `d`'s subscription's `UnsubscribeURL` as a JSON string, built on its first use.
+    fn link(&self, d: &DueDelivery, public_url: &str) -> Arc<str> {
+        let sub = &d.subscription;
+        let mut links = self.links.lock().expect("links lock");
+        if let Some(link) = links.get(&sub.subscription_arn)
+            && link.token == sub.token
+        {
+            return Arc::clone(&link.json);
+        }
+        let json: Arc<str> = Value::String(unsubscribe_url(public_url, sub))
+            .to_string()
+            .into();
+        if links.len() >= KEPT_LINKS {
+            links.clear();
+        }
+        links.insert(
+            sub.subscription_arn.clone(),
+            Link {
+                token: sub.token.clone(),
+                json: Arc::clone(&json),
+            },
+        );
+        json
+    }
+
     /// The shared part of `d`'s message, when `d` is a notification of a stored message.
     fn shared(&self, d: &DueDelivery) -> Option<Arc<Shared>> {
         if d.kind != DeliveryKind::Notification || d.message.is_none() {
@@ -100,7 +138,7 @@ impl Envelopes {
         }
         let shared = Arc::new(Shared {
             topic_arn: d.subscription.topic_arn.clone(),
-            prefix: OnceLock::new(),
+            prefix: tokio::sync::OnceCell::new(),
         });
         recent.order.push_back(d.message_id.clone());
         recent
@@ -121,27 +159,21 @@ impl Envelopes {
         let Some(shared) = self.shared(d) else {
             return whole_off_thread(signer, d, public_url).await;
         };
-        let prefix = match (shared.prefix.get(), signer) {
-            (Some(prefix), _) => prefix.clone(),
-            (None, None) => shared
-                .prefix
-                .get_or_init(|| prefix(None, d, public_url))
-                .clone(),
-            (None, Some(signer)) => {
+        let prefix = shared
+            .prefix
+            .get_or_init(|| async {
+                let Some(signer) = signer else {
+                    return prefix(None, d, public_url);
+                };
                 let (signer, d, public_url) =
                     (Arc::clone(signer), d.clone(), public_url.to_owned());
-                tokio::task::spawn_blocking(move || {
-                    shared
-                        .prefix
-                        .get_or_init(|| prefix(Some(&signer), &d, &public_url))
-                        .clone()
-                })
-                .await
-                .expect("signing does not panic")
-            }
-        };
+                tokio::task::spawn_blocking(move || prefix(Some(&signer), &d, &public_url))
+                    .await
+                    .expect("signing does not panic")
+            })
+            .await;
         match prefix {
-            Some(prefix) => splice(&prefix, d, public_url),
+            Some(prefix) => splice(prefix, &self.link(d, public_url)),
             None => whole_off_thread(signer, d, public_url).await,
         }
     }
@@ -306,6 +338,59 @@ mod tests {
         assert_eq!(
             envelopes.text(None, &legacy, PUBLIC).await,
             whole(None, &legacy, PUBLIC)
+        );
+    }
+
+    /// The link is kept per subscription ARN, for the token it was made from: another
+    /// token under the same ARN gets its own.
+    #[tokio::test]
+    async fn each_subscription_s_link_is_built_once_for_its_own_token() {
+        let envelopes = Envelopes::default();
+        let first = notification("m-1", "", false, "s1");
+        let again = notification("m-2", "", false, "s1");
+        let link = envelopes.link(&first, PUBLIC);
+        assert!(Arc::ptr_eq(&link, &envelopes.link(&again, PUBLIC)));
+        let mut other = notification("m-3", "", false, "s1");
+        let mut sub = subscription("s1", TOPIC);
+        sub.token = "another".into();
+        other.subscription = sub.into();
+        let text: Value =
+            serde_json::from_str(&envelopes.text(None, &other, PUBLIC).await).unwrap();
+        assert!(
+            text["UnsubscribeURL"]
+                .as_str()
+                .unwrap()
+                .ends_with(&crate::fanout::tokens::unsubscribe_token("another"))
+        );
+        assert_eq!(
+            envelopes.text(None, &other, PUBLIC).await,
+            whole(None, &other, PUBLIC)
+        );
+    }
+
+    /// Concurrent deliveries of one message wait for one signed build.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_of_a_message_share_one_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Arc::new(Signer::load_or_create(dir.path()).unwrap());
+        let envelopes = Arc::new(Envelopes::default());
+        let tasks: Vec<_> = (0..10)
+            .map(|s| {
+                let (signer, envelopes) = (Arc::clone(&signer), Arc::clone(&envelopes));
+                tokio::spawn(async move {
+                    let d = notification("m-1", "OrderCreated", true, &format!("s{s}"));
+                    let text = envelopes.text(Some(&signer), &d, PUBLIC).await;
+                    assert_eq!(text, whole(Some(&signer), &d, PUBLIC));
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            signer.signatures_made(),
+            1,
+            "whole() reuses the signer's kept signature"
         );
     }
 

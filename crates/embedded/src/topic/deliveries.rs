@@ -277,12 +277,21 @@ impl SqliteTopic {
                 let mut advance = c.prepare_cached(
                     "UPDATE subscriptions SET cursor = max(cursor, ?2), filtered = filtered + ?3 WHERE id = ?1",
                 )?;
-                // Written once, in its final state (the count of delivered ones is added below;
-                // triggers count the others).
-                let mut first = c.prepare_cached(
+                // Written once, in their final state. The delivered ones go in one statement
+                // per advance: each statement keeps a journal of the pages it changes (the
+                // table's foreign key and count trigger may abort it), so one per row copied
+                // every page it touched once per notification. The count of delivered ones is
+                // added here; triggers count the others.
+                let mut delivered_rows = c.prepare_cached(
                     "INSERT OR IGNORE INTO deliveries (subscription_id, kind, message_id, state, attempts,
-                         next_attempt_at, last_error, created_at, delivered_at, failed_at)
-                     VALUES (?1, 'Notification', ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8)",
+                         next_attempt_at, created_at, delivered_at)
+                     SELECT ?1, 'Notification', value ->> 0, 'delivered', 1, value ->> 2, value ->> 1, value ->> 2
+                     FROM json_each(?2)",
+                )?;
+                let mut other_row = c.prepare_cached(
+                    "INSERT OR IGNORE INTO deliveries (subscription_id, kind, message_id, state, attempts,
+                         next_attempt_at, last_error, created_at, failed_at)
+                     VALUES (?1, 'Notification', ?2, ?3, 1, ?4, ?5, ?6, ?7)",
                 )?;
                 let mut count = c.prepare_cached(
                     "INSERT INTO delivery_counts VALUES (?1, 'delivered', ?2)
@@ -292,29 +301,41 @@ impl SqliteTopic {
                     if advance.execute(params![a.subscription_id, a.to, a.filtered as i64])? == 0 {
                         continue; // unsubscribed meanwhile
                     }
-                    let mut n_delivered = 0;
+                    let mut delivered = Vec::new();
                     for o in &a.settled {
-                        let (state, next, error, delivered_at, failed_at) = match &o.settled {
-                            Settled::Delivered => ("delivered", o.at, None, Some(o.at), None),
-                            Settled::Retry { error, at } => ("pending", *at, Some(error), None, None),
-                            Settled::Failed { error } => ("failed", o.at, Some(error), None, Some(o.at)),
-                        };
-                        let written = first.execute(params![
-                            a.subscription_id,
-                            o.message_id,
-                            state,
-                            next,
-                            error,
-                            o.created_at,
-                            delivered_at,
-                            failed_at
-                        ])?;
-                        if state == "delivered" {
-                            n_delivered += written as i64;
+                        match &o.settled {
+                            Settled::Delivered => delivered.push((&o.message_id, o.created_at, o.at)),
+                            Settled::Retry { error, at } => {
+                                other_row.execute(params![
+                                    a.subscription_id,
+                                    o.message_id,
+                                    "pending",
+                                    at,
+                                    error,
+                                    o.created_at,
+                                    None::<i64>
+                                ])?;
+                            }
+                            Settled::Failed { error } => {
+                                other_row.execute(params![
+                                    a.subscription_id,
+                                    o.message_id,
+                                    "failed",
+                                    o.at,
+                                    error,
+                                    o.created_at,
+                                    o.at
+                                ])?;
+                            }
                         }
                     }
-                    if n_delivered > 0 {
-                        count.execute(params![a.subscription_id, n_delivered])?;
+                    if delivered.is_empty() {
+                        continue;
+                    }
+                    let rows = serde_json::to_string(&delivered).expect("ids and times serialize");
+                    let written = delivered_rows.execute(params![a.subscription_id, rows])?;
+                    if written > 0 {
+                        count.execute(params![a.subscription_id, written as i64])?;
                     }
                 }
                 Ok(())

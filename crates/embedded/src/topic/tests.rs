@@ -480,7 +480,22 @@ async fn a_subscription_confirmed_later_gets_what_is_published_after_and_nothing
     let due = notifications(all_due(&t).await);
     assert_eq!(due.len(), 1, "{due:?}");
     assert_eq!(t.delivery_stats().await.unwrap().pending, 1);
+    let published = all_due(&t).await[0].created_at;
     assert_eq!(t.deliver_all().await, 1);
+    // Its row is written once, delivered: one attempt, due since its publication.
+    let row: (String, u32, i64, Option<i64>) = t
+        .db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT state, attempts, created_at, delivered_at FROM deliveries WHERE kind = 'Notification'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!((row.0.as_str(), row.1, row.2), ("delivered", 1, published));
+    assert!(row.3.is_some_and(|at| at >= published));
     t.confirm(sub.token.clone(), false).await.unwrap().unwrap();
     assert!(notifications(all_due(&t).await).is_empty());
     let stats = t.delivery_stats().await.unwrap();

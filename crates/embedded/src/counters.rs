@@ -34,13 +34,14 @@ pub(crate) fn deliveries(
         })?;
     // First attempts have no row until they settle: a confirmed subscription's messages
     // after its cursor are pending too. Messages are numbered without gaps (retention only
-    // prunes behind every cursor), so that is the newest `seq` less the cursor.
+    // prunes behind every cursor), so that is the last `seq` given out less the cursor.
+    let newest = crate::topic::newest_message(c)?;
     let behind: i64 = c
         .prepare_cached(
-            "SELECT coalesce(sum(max(0, (SELECT coalesce(max(seq), 0) FROM topic_messages) - cursor)), 0)
+            "SELECT coalesce(sum(max(0, ?2 - cursor)), 0)
              FROM subscriptions WHERE status = 'Confirmed' AND (?1 IS NULL OR id = ?1)",
         )?
-        .query_row(params![subscription_id], |r| r.get(0))?;
+        .query_row(params![subscription_id, newest], |r| r.get(0))?;
     Ok(DeliveryStats {
         pending: (p.max(0) + behind.max(0)) as u64,
         delivered: d.max(0) as u64,

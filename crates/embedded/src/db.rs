@@ -118,11 +118,6 @@ impl Db {
         // cannot finish while commits keep coming, and an unfinished WAL is never reused, so
         // the writer still checkpoints when the WAL gets long; by then little is left to copy.
         conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
-        // Each job runs in a savepoint, whose statement journal keeps the first copy of every
-        // page the job changes; past 64 KiB SQLite spills it to a temporary file, and a
-        // profile of fan-out put 6 % of the server in those writes (item 20 of
-        // BENCHMARKS.md). A job is small and the journal lives only until its RELEASE.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let checkpointer_conn = open_connection(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

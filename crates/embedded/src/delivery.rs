@@ -572,6 +572,10 @@ async fn record_outcomes(
                             rows.push(o);
                         }
                         DeliveryRef::Cursor(seq) => {
+                            // A failed first attempt becomes a row due at its backoff: the
+                            // worker must read again to learn when (it may have read every
+                            // subscription to its end, and its next due time predates it).
+                            retried |= matches!(o.settled, Settled::Retry { .. });
                             let slot = h
                                 .lanes
                                 .get_mut(&o.subscription_id)

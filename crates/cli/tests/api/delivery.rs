@@ -253,6 +253,32 @@ async fn a_receiver_that_was_down_gets_its_notifications_when_it_comes_back() {
     assert_eq!(stats.deliveries_pending(), 0, "{}", stats.0);
 }
 
+/// A first attempt that fails is retried after its backoff (20 ms here), not when the
+/// worker's 5 s safety poll comes round: the failed first attempt becomes a row the worker
+/// must be told about (found by review of the delivery cursors).
+#[tokio::test]
+async fn a_failed_first_attempt_is_retried_after_its_backoff() {
+    let app = spawn_app_with(AppOptions::fast_retries()).await;
+    let subscriber = TestSubscriber::start().await;
+    app.subscribe(&subscriber).await;
+    subscriber.go_down();
+    app.submit_all(orders("retry-soon", 1)).await;
+    wait_until(SHORT, "a first attempt", async || {
+        !subscriber.notification_attempts().is_empty()
+    })
+    .await;
+    let first = Instant::now();
+    wait_until(SHORT, "a second attempt", async || {
+        subscriber.notification_attempts().len() >= 2
+    })
+    .await;
+    assert!(
+        first.elapsed() < Duration::from_secs(2),
+        "retried after {:?}",
+        first.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_receiver_that_was_unreachable_gets_its_notifications_when_it_listens_again() {
     let app = spawn_app_with(AppOptions::fast_retries()).await;

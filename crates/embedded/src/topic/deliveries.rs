@@ -288,10 +288,16 @@ impl SqliteTopic {
                      SELECT ?1, 'Notification', value ->> 0, 'delivered', 1, value ->> 2, value ->> 1, value ->> 2
                      FROM json_each(?2)",
                 )?;
+                // A retry or a dead letter must never vanish: should a row for the message be
+                // there already, it takes this attempt's outcome.
                 let mut other_row = c.prepare_cached(
-                    "INSERT OR IGNORE INTO deliveries (subscription_id, kind, message_id, state, attempts,
+                    "INSERT INTO deliveries (subscription_id, kind, message_id, state, attempts,
                          next_attempt_at, last_error, created_at, failed_at)
-                     VALUES (?1, 'Notification', ?2, ?3, 1, ?4, ?5, ?6, ?7)",
+                     VALUES (?1, 'Notification', ?2, ?3, 1, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (subscription_id, message_id) DO UPDATE SET
+                         state = excluded.state, attempts = attempts + 1,
+                         next_attempt_at = excluded.next_attempt_at, last_error = excluded.last_error,
+                         failed_at = excluded.failed_at",
                 )?;
                 let mut count = c.prepare_cached(
                     "INSERT INTO delivery_counts VALUES (?1, 'delivered', ?2)

@@ -406,12 +406,14 @@ pub(crate) fn insert_subscription(
     })
 }
 
-/// The newest message's `seq` (0 before the first).
+/// The last `seq` given to a message (0 before the first). SQLite keeps it for the
+/// AUTOINCREMENT key even once retention has pruned that message, when the table's own
+/// `max(seq)` falls behind.
 pub(crate) fn newest_message(c: &rusqlite::Connection) -> Result<i64, DbError> {
-    Ok(
-        c.prepare_cached("SELECT coalesce(max(seq), 0) FROM topic_messages")?
-            .query_row([], |r| r.get(0))?,
-    )
+    Ok(c.prepare_cached(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'topic_messages'), 0)",
+    )?
+    .query_row([], |r| r.get(0))?)
 }
 
 /// Deletes a subscription, its deliveries and, for a queue, its pull queue and DLQ.

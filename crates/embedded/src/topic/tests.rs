@@ -584,3 +584,84 @@ async fn the_trace_shows_first_attempts_not_yet_made_and_not_filtered_ones() {
         "delivered: its row says so"
     );
 }
+
+/// Retention may prune the newest messages once every cursor has passed them; a
+/// subscription made then starts after the last number given out, not after the newest
+/// row left (found by review: its pending count counted the pruned ones).
+#[tokio::test]
+async fn a_subscription_made_after_the_newest_messages_were_pruned_counts_only_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    t.subscribe(
+        spec(serde_json::json!({"protocol": "queue", "endpoint": "a"})),
+        Source::Api,
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        t.publish(&order_publication(&format!("m-{i}"), "EUR", "1"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(t.deliver_all().await, 3);
+    // What retention does once they are older than the history retention.
+    t.db.write(|c| Ok(c.execute("DELETE FROM topic_messages", [])?))
+        .await
+        .unwrap();
+    let b = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "b"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.delivery_stats().await.unwrap().pending, 0);
+    t.publish(&order_publication("m-3", "EUR", "1"))
+        .await
+        .unwrap();
+    let health = t.health().await.unwrap();
+    let b = health.iter().find(|h| h.subscription.id == b.id).unwrap();
+    assert_eq!(
+        b.deliveries.pending, 1,
+        "one message was published since it subscribed"
+    );
+}
+
+/// A failed first attempt's row is written as a dead letter; one already there for the
+/// message takes the outcome rather than making it vanish.
+#[tokio::test]
+async fn a_failed_first_attempt_is_kept_even_over_a_row_already_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = topic(&dir);
+    let sub = t
+        .subscribe(
+            spec(serde_json::json!({"protocol": "queue", "endpoint": "q"})),
+            Source::Api,
+        )
+        .await
+        .unwrap();
+    t.publish(&order_publication("m", "EUR", "1"))
+        .await
+        .unwrap();
+    let due = all_due(&t).await;
+    let stale = (sub.id.clone(), due[0].message_id.clone());
+    t.db.write(move |c| {
+        Ok(c.execute(
+            "INSERT INTO deliveries (subscription_id, kind, message_id, state, next_attempt_at, created_at)
+             VALUES (?1, 'Notification', ?2, 'delivered', 1, 1)",
+            params![stale.0, stale.1],
+        )?)
+    })
+    .await
+    .unwrap();
+    t.settle(
+        &due[0],
+        Settled::Failed {
+            error: "refused".into(),
+        },
+    )
+    .await;
+    let dead = t.dead_letters(sub.id.clone(), 10).await.unwrap().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("refused"));
+}

@@ -21,6 +21,13 @@ impl BlockingThreads {
     }
 }
 
+/// The pipeline runtime's bound (`lib.rs`): its reads, signatures and file writes. The
+/// database keeps as many idle reader connections (`db.rs`).
+pub const PIPELINE: BlockingThreads = BlockingThreads {
+    per_core: 4,
+    floor: 8,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,11 @@ const MAX_GROUP: usize = 512;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
+/// Idle reader connections kept for the next read: as many as the pipeline's blocking
+/// threads, which make most reads, so that on a machine with more cores reads past a fixed
+/// few do not each open a connection and parse their statements afresh.
+pub(crate) const KEPT_READERS: crate::blocking::BlockingThreads = crate::blocking::PIPELINE;
+
 /// Runs one of the writer's own fixed statements (transaction control), parsed once.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
@@ -69,6 +74,8 @@ pub struct Db {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
+    /// See [`KEPT_READERS`].
+    kept_readers: usize,
 }
 
 fn open_connection(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -138,6 +145,7 @@ impl Db {
             writer: Mutex::new(Some(writer)),
             checkpointer: Mutex::new(Some((stop_tx, checkpointer))),
             readers: Mutex::new(Vec::new()),
+            kept_readers: KEPT_READERS.here(),
         }))
     }
 
@@ -214,7 +222,7 @@ impl Db {
         };
         let result = f(&conn);
         let mut readers = self.readers.lock().expect("readers lock");
-        if readers.len() < 8 {
+        if readers.len() < self.kept_readers {
             readers.push(conn);
         }
         result
@@ -385,6 +393,37 @@ mod tests {
             c.execute_batch("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY)")
         })
         .unwrap()
+    }
+
+    /// Concurrent reads each take a connection; afterwards as many as the bound stay open
+    /// for the next reads, and no more. The bound is this machine's (`KEPT_READERS` for its
+    /// cores); here it is set above the eight that used to be fixed, as on a bigger machine.
+    #[test]
+    fn idle_readers_are_kept_up_to_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = open(&dir);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(db.kept_readers, KEPT_READERS.on(cores));
+        assert_eq!(KEPT_READERS.on(16), 64, "four a core");
+        let bound = 11;
+        Arc::get_mut(&mut db)
+            .expect("no other handle yet")
+            .kept_readers = bound;
+        let reads = bound + 3;
+        let all_in = Arc::new(std::sync::Barrier::new(reads));
+        std::thread::scope(|scope| {
+            for _ in 0..reads {
+                let (db, all_in) = (Arc::clone(&db), Arc::clone(&all_in));
+                scope.spawn(move || {
+                    db.read_blocking(|c| {
+                        all_in.wait(); // every read holds its connection at once
+                        Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?)
+                    })
+                    .unwrap()
+                });
+            }
+        });
+        assert_eq!(db.readers.lock().unwrap().len(), bound);
     }
 
     #[tokio::test]

@@ -111,13 +111,10 @@ pub const DEFAULT_PIPELINE_NICE: u8 = 5;
 /// Threads the pipeline runtime may start for blocking work (store reads, RSA signing): eight
 /// on the two cores it was measured on. Tokio's default is 512: a burst of deliveries once
 /// started a hundred, each signing or reading on two cores, each with its own stack, allocator
-/// cache and SQLite connection beyond the pool's eight. Signing needs a core while it runs, so
-/// the bound grows with the cores: a fixed eight would leave a larger machine's cores idle
-/// while deliveries wait for a thread.
-const PIPELINE_BLOCKING_THREADS: BlockingThreads = BlockingThreads {
-    per_core: 4,
-    floor: 8,
-};
+/// cache and SQLite connection (the database keeps as many idle readers as this bound).
+/// Signing needs a core while it runs, so the bound grows with the cores: a fixed eight would
+/// leave a larger machine's cores idle while deliveries wait for a thread.
+const PIPELINE_BLOCKING_THREADS: BlockingThreads = crate::blocking::PIPELINE;
 
 /// The nice value `steps` below the calling thread's, for [`set_thread_nice`]; `None` when
 /// priorities stay as they are.

@@ -369,10 +369,8 @@ impl SqliteTopic {
 
 #[cfg(test)]
 impl SqliteTopic {
-    /// What a worker's read finds due now, every subscription asked for everything. The
-    /// run of messages filter policies turned away at the front of each cursor is settled
-    /// at once, as the worker's recorder does.
-    pub(crate) async fn due_now(&self) -> Vec<DueDelivery> {
+    /// One read of every subscription, each asked for up to 1,000 from its stored cursor.
+    async fn read_everything(&self) -> Due {
         let wants = self
             .subscription_ids()
             .await
@@ -385,7 +383,14 @@ impl SqliteTopic {
                 room: 1000,
             })
             .collect();
-        let due = self.due_for(wants, HashSet::new()).await.unwrap();
+        self.due_for(wants, HashSet::new()).await.unwrap()
+    }
+
+    /// What a worker's read finds due now, every subscription asked for everything. The
+    /// run of messages filter policies turned away at the front of each cursor is settled
+    /// at once, as the worker's recorder does.
+    pub(crate) async fn due_now(&self) -> Vec<DueDelivery> {
+        let due = self.read_everything().await;
         let mut advances = Vec::new();
         for (id, lane) in &due.lanes {
             let first_sent = due
@@ -419,19 +424,7 @@ impl SqliteTopic {
     /// Reads everything due and records it delivered, each cursor moved to the end of what
     /// it read, past the messages filtered out on the way.
     pub(crate) async fn deliver_all(&self) -> usize {
-        let wants = self
-            .subscription_ids()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|id| Want {
-                subscription_id: id,
-                n: 1000,
-                after: None,
-                room: 1000,
-            })
-            .collect();
-        let due = self.due_for(wants, HashSet::new()).await.unwrap();
+        let due = self.read_everything().await;
         let n = due.deliveries.len();
         let mut rows = Vec::new();
         let mut advances: HashMap<String, CursorAdvance> = due

@@ -14,6 +14,20 @@ fn spec(value: serde_json::Value) -> SubscriptionSpec {
         .unwrap()
 }
 
+/// A subscription made through the API from its request's JSON.
+async fn subscribed(t: &SqliteTopic, request: serde_json::Value) -> Subscription {
+    t.subscribe(spec(request), Source::Api).await.unwrap()
+}
+
+/// A confirmed `queue` subscription (ours: no handshake).
+async fn queue_subscriber(t: &SqliteTopic, endpoint: &str) -> Subscription {
+    subscribed(
+        t,
+        serde_json::json!({"protocol": "queue", "endpoint": endpoint}),
+    )
+    .await
+}
+
 fn http_spec(url: &str) -> SubscriptionSpec {
     spec(serde_json::json!({"protocol": "http", "endpoint": url}))
 }
@@ -88,28 +102,14 @@ async fn a_publication_wakes_a_worker_that_was_not_yet_waiting() {
 async fn a_filter_policy_lets_only_matching_messages_through_and_counts_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let eur = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
-    let body = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "usd", "filterPolicyScope": "MessageBody",
-                "filterPolicy": {"order": {"currency": ["USD"]}}})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
-    let all = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "log", "endpoint": "stdout"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let eur = subscribed(&t, serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})).await;
+    let body = subscribed(&t, serde_json::json!({"protocol": "queue", "endpoint": "usd", "filterPolicyScope": "MessageBody",
+                "filterPolicy": {"order": {"currency": ["USD"]}}})).await;
+    let all = subscribed(
+        &t,
+        serde_json::json!({"protocol": "log", "endpoint": "stdout"}),
+    )
+    .await;
     assert_eq!(
         eur.status,
         SubscriptionStatus::Confirmed,
@@ -147,13 +147,7 @@ async fn a_filter_policy_lets_only_matching_messages_through_and_counts_the_rest
 async fn a_failed_delivery_waits_in_the_dead_letter_store_until_redriven() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let sub = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "q"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let sub = queue_subscriber(&t, "q").await;
     t.publish(&order_publication("r1", "EUR", "1"))
         .await
         .unwrap();
@@ -192,25 +186,13 @@ async fn a_failed_delivery_waits_in_the_dead_letter_store_until_redriven() {
 async fn a_backlog_of_one_subscription_does_not_crowd_out_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let slow = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "slow"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let slow = queue_subscriber(&t, "slow").await;
     for i in 0..50 {
         t.publish(&order_publication(&format!("early{i}"), "EUR", "1"))
             .await
             .unwrap();
     }
-    let fast = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "fast"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let fast = queue_subscriber(&t, "fast").await;
     t.publish(&order_publication("late", "EUR", "1"))
         .await
         .unwrap();
@@ -268,13 +250,7 @@ async fn a_backlog_of_one_subscription_does_not_crowd_out_the_others() {
 async fn a_read_stops_at_the_room_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let eur = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let eur = subscribed(&t, serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})).await;
     for i in 0..10 {
         let currency = if i == 9 { "EUR" } else { "USD" };
         t.publish(&order_publication(&format!("m{i}"), currency, "1"))
@@ -341,12 +317,7 @@ async fn applying_the_file_creates_updates_replaces_and_removes_by_name_only_its
     assert_eq!(names.len(), 3, "{names:?}");
     assert!(t.get(api.id).await.unwrap().is_some());
 
-    t.subscribe(
-        spec(serde_json::json!({"protocol": "queue", "endpoint": "apiq"})),
-        Source::Api,
-    )
-    .await
-    .unwrap();
+    queue_subscriber(&t, "apiq").await;
     let clash = vec![
         spec(
             serde_json::json!({"name": "a", "protocol": "queue", "endpoint": "qa", "maxReceiveCount": 9}),
@@ -508,20 +479,8 @@ async fn a_subscription_confirmed_later_gets_what_is_published_after_and_nothing
 async fn an_advance_for_a_removed_subscription_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let gone = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "gone"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
-    let kept = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "kept"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let gone = queue_subscriber(&t, "gone").await;
+    let kept = queue_subscriber(&t, "kept").await;
     t.publish(&order_publication("m", "EUR", "1"))
         .await
         .unwrap();
@@ -553,19 +512,8 @@ async fn an_advance_for_a_removed_subscription_writes_nothing() {
 async fn the_trace_shows_first_attempts_not_yet_made_and_not_filtered_ones() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let eur = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
-    t.subscribe(
-        spec(serde_json::json!({"protocol": "queue", "endpoint": "usd", "filterPolicy": {"currency": ["USD"]}})),
-        Source::Api,
-    )
-    .await
-    .unwrap();
+    let eur = subscribed(&t, serde_json::json!({"protocol": "queue", "endpoint": "eur", "filterPolicy": {"currency": ["EUR"]}})).await;
+    subscribed(&t, serde_json::json!({"protocol": "queue", "endpoint": "usd", "filterPolicy": {"currency": ["USD"]}})).await;
     let id = t
         .publish(&order_publication("m", "EUR", "1"))
         .await
@@ -592,12 +540,7 @@ async fn the_trace_shows_first_attempts_not_yet_made_and_not_filtered_ones() {
 async fn a_subscription_made_after_the_newest_messages_were_pruned_counts_only_what_follows() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    t.subscribe(
-        spec(serde_json::json!({"protocol": "queue", "endpoint": "a"})),
-        Source::Api,
-    )
-    .await
-    .unwrap();
+    queue_subscriber(&t, "a").await;
     for i in 0..3 {
         t.publish(&order_publication(&format!("m-{i}"), "EUR", "1"))
             .await
@@ -608,13 +551,7 @@ async fn a_subscription_made_after_the_newest_messages_were_pruned_counts_only_w
     t.db.write(|c| Ok(c.execute("DELETE FROM topic_messages", [])?))
         .await
         .unwrap();
-    let b = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "b"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let b = queue_subscriber(&t, "b").await;
     assert_eq!(t.delivery_stats().await.unwrap().pending, 0);
     t.publish(&order_publication("m-3", "EUR", "1"))
         .await
@@ -633,13 +570,7 @@ async fn a_subscription_made_after_the_newest_messages_were_pruned_counts_only_w
 async fn a_failed_first_attempt_is_kept_even_over_a_row_already_there() {
     let dir = tempfile::tempdir().unwrap();
     let t = topic(&dir);
-    let sub = t
-        .subscribe(
-            spec(serde_json::json!({"protocol": "queue", "endpoint": "q"})),
-            Source::Api,
-        )
-        .await
-        .unwrap();
+    let sub = queue_subscriber(&t, "q").await;
     t.publish(&order_publication("m", "EUR", "1"))
         .await
         .unwrap();

@@ -121,7 +121,10 @@ pub async fn phase(
     let deadline = sending_done + drain;
     let mut missing = accepted_ids.clone();
     let (mut stored, mut stored_seen, mut all_stored) = (0, sending_done, false);
-    loop {
+    // When the phase stopped waiting: a delivery after it is not one within the drain, even
+    // if it lands while the report is made (a fast pipeline delivers the last orders while
+    // the loop's `/stats` request is under way).
+    let drain_ended = loop {
         {
             let delivered = sub.delivered.lock().expect("lock");
             missing.retain(|id| !delivered.contains_key(*id));
@@ -138,7 +141,7 @@ pub async fn phase(
         }
         let now = Instant::now();
         if (missing.is_empty() && all_stored) || now >= deadline {
-            break;
+            break now.min(deadline);
         }
         // Fine steps while a caught-up pipeline finishes (they set stored/s's resolution),
         // coarser ones through a long backlog, where `/stats` costs the server more.
@@ -148,7 +151,7 @@ pub async fn phase(
             Duration::from_millis(100)
         };
         tokio::time::sleep(step.min(deadline - now)).await;
-    }
+    };
 
     let post_latency = Latency::of(
         results
@@ -157,22 +160,22 @@ pub async fn phase(
             .map(|(_, _, d)| *d)
             .collect(),
     );
-    // One look at the deliveries, so delivered and undelivered add up.
+    // One look at the deliveries made by the end of the drain, so delivered and undelivered
+    // add up.
     let (e2e, last_delivery, undelivered): (Vec<(&String, Duration)>, Option<Instant>, usize) = {
-        let delivered = sub.delivered.lock().expect("lock");
-        missing.retain(|id| !delivered.contains_key(*id));
+        let all = sub.delivered.lock().expect("lock");
+        let delivered = |id: &String| all.get(id).copied().filter(|at| *at <= drain_ended);
+        missing.retain(|id| delivered(id).is_none());
         let e2e = ids
             .iter()
             .filter_map(|id| {
                 Some((
                     id,
-                    delivered
-                        .get(id)?
-                        .saturating_duration_since(sent.get(id)?.0),
+                    delivered(id)?.saturating_duration_since(sent.get(id)?.0),
                 ))
             })
             .collect();
-        let last = ids.iter().filter_map(|id| delivered.get(id)).max().copied();
+        let last = ids.iter().filter_map(delivered).max();
         (e2e, last, missing.len())
     };
     let throughput = Throughput::of(&throughput::Timeline {

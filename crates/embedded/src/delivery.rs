@@ -601,14 +601,14 @@ async fn record_outcomes(
             })
             .collect();
         let moved = !advances.is_empty();
-        // A failed commit gives the advances back to be tried again.
-        let kept = advances.clone();
-        let result = topic.record(rows, advances).await;
+        let advances: Arc<[CursorAdvance]> = advances.into();
+        let result = topic.record(rows, Arc::clone(&advances)).await;
         let mut h = held.lock().expect("held lock");
         if let Err(e) = result {
             // Rows stay pending and are attempted again: at least once, never dropped.
             tracing::error!(error = %orderflow_core::error_chain(&e), "could not record delivery outcomes");
-            for (a, filtered) in kept.into_iter().zip(filtered) {
+            // A failed commit gives the advances back to be tried again.
+            for (a, filtered) in advances.iter().cloned().zip(filtered) {
                 again.insert(a.subscription_id.clone());
                 h.lanes
                     .entry(a.subscription_id.clone())

@@ -11,7 +11,6 @@ use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
 
 use crate::db::{Db, DbError, now_ms};
-use crate::fanout::spec::SubscriptionSettings;
 use crate::queue::ReceivedMessage;
 use crate::{Engine, STREAM_CONSUMER};
 
@@ -371,9 +370,7 @@ pub(crate) fn not_yet_attempted(
     let mut out = Vec::new();
     for row in rows {
         let (delivery, settings) = row?;
-        let policy = serde_json::from_str::<SubscriptionSettings>(&settings)
-            .ok()
-            .and_then(|s| s.policy());
+        let policy = crate::topic::parse_policy(&settings);
         if policy.is_none_or(|p| p.matches(&body, &attributes)) {
             out.push(delivery);
         }

@@ -107,7 +107,7 @@ impl SqliteTopic {
                      WHERE message_id = ?1",
                 )?;
                 let mut after = c.prepare_cached(
-                    "SELECT seq, message_id, subject, message, attributes, published_at
+                    "SELECT subject, message, attributes, published_at, seq, message_id
                      FROM topic_messages WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
                 let mut messages: HashMap<String, Option<Arc<TopicMessage>>> = HashMap::new();
@@ -170,7 +170,6 @@ impl SqliteTopic {
                     let start = want.after.map_or(cursor, |a| a.max(cursor));
                     let policy = policy_for(&policies, &settings);
                     let mut lane = LaneRead {
-                        after: start,
                         upto: start,
                         ..LaneRead::default()
                     };
@@ -180,18 +179,12 @@ impl SqliteTopic {
                         && let Some(r) = rows.next()?
                     {
                         read += 1;
-                        let seq: i64 = r.get(0)?;
+                        let seq: i64 = r.get(4)?;
                         let m = match by_seq.get(&seq) {
                             Some(m) => Arc::clone(m),
                             None => {
-                                let attributes: String = r.get(4)?;
-                                let m = Arc::new(TopicMessage {
-                                    message_id: r.get(1)?,
-                                    subject: r.get(2)?,
-                                    message: r.get(3)?,
-                                    attributes: serde_json::from_str(&attributes).unwrap_or_default(),
-                                    published_at: r.get(5)?,
-                                });
+                                let message_id: String = r.get(5)?;
+                                let m = Arc::new(message_from_row(r, &message_id)?);
                                 by_seq.insert(seq, Arc::clone(&m));
                                 m
                             }
@@ -245,8 +238,10 @@ impl SqliteTopic {
     pub async fn record(
         &self,
         rows: Vec<DeliveryOutcome>,
-        advances: Vec<CursorAdvance>,
+        advances: impl Into<Arc<[CursorAdvance]>>,
     ) -> Result<(), DbError> {
+        // Shared, so a caller keeps what it may have to try again without a copy.
+        let advances: Arc<[CursorAdvance]> = advances.into();
         if rows.is_empty() && advances.is_empty() {
             return Ok(());
         }
@@ -303,37 +298,30 @@ impl SqliteTopic {
                     "INSERT INTO delivery_counts VALUES (?1, 'delivered', ?2)
                      ON CONFLICT (subscription_id, state) DO UPDATE SET n = n + excluded.n",
                 )?;
-                for a in &advances {
+                for a in advances.iter() {
                     if advance.execute(params![a.subscription_id, a.to, a.filtered as i64])? == 0 {
                         continue; // unsubscribed meanwhile
                     }
                     let mut delivered = Vec::new();
                     for o in &a.settled {
-                        match &o.settled {
-                            Settled::Delivered => delivered.push((&o.message_id, o.created_at, o.at)),
-                            Settled::Retry { error, at } => {
-                                other_row.execute(params![
-                                    a.subscription_id,
-                                    o.message_id,
-                                    "pending",
-                                    at,
-                                    error,
-                                    o.created_at,
-                                    None::<i64>
-                                ])?;
+                        // (state, next attempt, error, failed at)
+                        let (state, next, error, failed_at) = match &o.settled {
+                            Settled::Delivered => {
+                                delivered.push((&o.message_id, o.created_at, o.at));
+                                continue;
                             }
-                            Settled::Failed { error } => {
-                                other_row.execute(params![
-                                    a.subscription_id,
-                                    o.message_id,
-                                    "failed",
-                                    o.at,
-                                    error,
-                                    o.created_at,
-                                    o.at
-                                ])?;
-                            }
-                        }
+                            Settled::Retry { error, at } => ("pending", *at, error, None),
+                            Settled::Failed { error } => ("failed", o.at, error, Some(o.at)),
+                        };
+                        other_row.execute(params![
+                            a.subscription_id,
+                            o.message_id,
+                            state,
+                            next,
+                            error,
+                            o.created_at,
+                            failed_at
+                        ])?;
                     }
                     if delivered.is_empty() {
                         continue;
@@ -451,7 +439,7 @@ impl SqliteTopic {
                     .push(outcome),
             }
         }
-        self.record(rows, advances.into_values().collect())
+        self.record(rows, advances.into_values().collect::<Vec<_>>())
             .await
             .unwrap();
         n

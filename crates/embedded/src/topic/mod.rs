@@ -507,11 +507,10 @@ pub struct Want {
     pub room: usize,
 }
 
-/// How far a read went along one subscription's messages: from `after` to `upto`, with the
-/// messages its filter policy turned away (settled at once, sent nowhere).
+/// How far a read went along one subscription's messages (`upto`, the last one read), with
+/// the messages its filter policy turned away (settled at once, sent nowhere).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaneRead {
-    pub after: i64,
     pub upto: i64,
     pub filtered: Vec<i64>,
     /// The read found every message there is, short of what it was allowed.
@@ -665,6 +664,13 @@ fn publish_in(c: &rusqlite::Connection, p: &Publication) -> Result<(String, bool
     Ok((id, true))
 }
 
+/// The filter policy in a subscription's stored settings text, if it has one.
+pub(crate) fn parse_policy(settings: &str) -> Option<FilterPolicy> {
+    serde_json::from_str::<SubscriptionSettings>(settings)
+        .ok()
+        .and_then(|s| s.policy())
+}
+
 /// The subscription's filter policy, parsed once per distinct settings text.
 pub(crate) fn policy_for(cache: &PolicyCache, settings: &str) -> Option<Arc<FilterPolicy>> {
     if settings == "{}" {
@@ -674,10 +680,7 @@ pub(crate) fn policy_for(cache: &PolicyCache, settings: &str) -> Option<Arc<Filt
     if let Some(policy) = cache.get(settings) {
         return policy.clone();
     }
-    let policy = serde_json::from_str::<SubscriptionSettings>(settings)
-        .ok()
-        .and_then(|s| s.policy())
-        .map(Arc::new);
+    let policy = parse_policy(settings).map(Arc::new);
     // Settings change rarely; a bound keeps a churn of subscriptions from growing it forever.
     if cache.len() >= 1024 {
         cache.clear();

@@ -486,7 +486,7 @@ async fn an_advance_for_a_removed_subscription_writes_nothing() {
         .unwrap();
     let due = all_due(&t).await;
     assert!(t.unsubscribe(gone.id.clone()).await.unwrap());
-    let advances = due
+    let advances: Vec<CursorAdvance> = due
         .iter()
         .map(|d| CursorAdvance {
             subscription_id: d.subscription.id.clone(),
